@@ -1,0 +1,123 @@
+"""Self-attention that can be perturbed, for perturbed-attention guidance (PAG; REFERENCE section 4).
+
+PAG's "undesired" branch is the same network with chosen self-attention maps replaced:
+
+    SA(Q, K, V)  = softmax(Q K^T / sqrt(d)) V      (structure x appearance)
+    PSA(Q, K, V) = I V = V                           (identity: every token keeps its own value)
+
+The block still applies its output projection and residual. The seed's ablation also masks a
+random 25% of the logits before the softmax ("random"), or only off-diagonal ones ("offdiag").
+
+Every attention module of the course subclasses :class:`PerturbableAttention` and computes its
+weights with :func:`attention_weights`; :func:`perturb_attention` switches chosen modules, by
+exact name, for a block of code and for chosen batch rows only (so the perturbed and the
+unperturbed branch can run in one batched call).
+"""
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+MODES = ("identity", "random", "offdiag")
+
+
+@dataclass
+class Perturbation:
+    mode: str = "identity"
+    rows: torch.Tensor = None  # [B] bool: which batch rows are perturbed (None: all)
+    ratio: float = 0.25  # for "random" / "offdiag": fraction of logits masked
+    generator: torch.Generator = None
+
+
+class PerturbableAttention(nn.Module):
+    """Marker base class: a module whose attention map :func:`perturb_attention` may replace."""
+
+    perturbation = None
+
+
+def attention_weights(logits: torch.Tensor, perturbation: Perturbation = None) -> torch.Tensor:
+    """softmax over the last axis of ``logits`` [B, ..., L, L], perturbed for the chosen rows.
+
+    identity: the map becomes I. random: a random ``ratio`` of logits set to -inf (a row left
+    with none is given back its diagonal, so it stays a distribution). offdiag: the same, but
+    only off-diagonal logits are masked.
+    """
+    weights = torch.softmax(logits, dim=-1)
+    p = perturbation
+    if p is None:
+        return weights
+    L = logits.shape[-1]
+    eye = torch.eye(L, dtype=torch.bool, device=logits.device)
+    if p.mode == "identity":
+        perturbed = eye.to(weights.dtype).expand_as(weights)
+    elif p.mode in ("random", "offdiag"):
+        u = torch.rand(logits.shape, generator=p.generator, device="cpu").to(logits.device)
+        masked = u < p.ratio
+        if p.mode == "offdiag":
+            masked = masked & ~eye
+        masked = masked & ~(masked.all(dim=-1, keepdim=True) & eye)  # never mask a whole row
+        perturbed = torch.softmax(logits.masked_fill(masked, -math.inf), dim=-1)
+    else:
+        raise ValueError(f"unknown attention perturbation {p.mode!r}; choose one of {MODES}")
+    if p.rows is None:
+        return perturbed
+    rows = p.rows.to(logits.device).reshape(-1, *([1] * (logits.ndim - 1)))
+    return torch.where(rows, perturbed, weights)
+
+
+def attention_modules(model) -> dict:
+    """{exact name: module} of every perturbable attention module in ``model``."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, PerturbableAttention)}
+
+
+def check_layer_names(model, names):
+    """Raise a ValueError naming the valid layers if any of ``names`` is not an attention layer."""
+    valid = attention_modules(model)
+    if isinstance(names, str):
+        raise TypeError(f"layers must be a list of names, e.g. [{names!r}]; a single string is ambiguous")
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown attention layer(s) {unknown or '(none given)'}; names are matched exactly "
+            f"(no patterns). Valid names: {sorted(valid)}"
+        )
+    return [valid[n] for n in names]
+
+
+@contextmanager
+def perturb_attention(model, names, mode="identity", rows=None, ratio=0.25, generator=None):
+    """Within the ``with`` block, the attention layers ``names`` of ``model`` are perturbed
+    (for batch ``rows`` only, if given). Unknown names raise an error that lists the valid ones."""
+    if mode not in MODES:
+        raise ValueError(f"unknown attention perturbation {mode!r}; choose one of {MODES}")
+    modules = check_layer_names(model, names)
+    p = Perturbation(mode, rows, ratio, generator)
+    for m in modules:
+        m.perturbation = p
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.perturbation = None
+
+
+class SelfAttention(PerturbableAttention):
+    """Multi-head self-attention over tokens [B, L, C] with a residual: x + proj(attn(x))."""
+
+    def __init__(self, channels: int, heads: int = 1):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"channels ({channels}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, L, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(C // self.heads)  # [B, heads, L, L]
+        out = attention_weights(logits, self.perturbation) @ v
+        return x + self.proj(out.transpose(1, 2).reshape(B, L, C))

@@ -1,0 +1,108 @@
+"""Saving and loading our own models as safetensors, written atomically.
+
+A checkpoint holds the state dict plus, in the safetensors metadata, the model's class name and
+constructor arguments, so :func:`load` rebuilds the model without running any code from the file
+(safetensors holds only tensors and strings). Every failure says what was expected.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import mlp
+
+
+def _known_classes():
+    """The classes a checkpoint may name: a plain dict, extended as the course grows."""
+    classes = {"MLPDenoiser": mlp.MLPDenoiser, "EpsMLP": mlp.EpsMLP}
+    try:
+        from . import toy_models
+
+        classes.update(toy_models.CHECKPOINT_CLASSES)
+    except ImportError:
+        pass
+    return classes
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it over ``path``:
+    readers never see a half-written file, and a crash leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save(model, path, **info):
+    """Save ``model`` (which has a ``config`` dict of constructor arguments) to ``path``.
+    Extra keyword ``info`` (e.g. the command that regenerates it) is stored as metadata."""
+    if not hasattr(model, "config"):
+        raise TypeError(f"{type(model).__name__} has no .config; only course models can be saved this way")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"class": type(model).__name__, "config": json.dumps(model.config)}
+    meta.update({k: str(v) for k, v in info.items()})
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+
+
+def read(path):
+    """Return (state dict, metadata) of a safetensors file, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} not found. Committed checkpoints live in data/ (see data/README.md for the "
+            "command that regenerates each one); your own are written by course.checkpoints.save."
+        )
+    try:
+        state = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}); it may be truncated or corrupt: "
+            "regenerate it or download it again"
+        ) from None
+    return state, meta
+
+
+def check_state(state, expected, path="checkpoint"):
+    """Compare a state dict with a model's: same keys, same shapes, finite values."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not match the model: missing keys {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
+            f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}. "
+            "Was it saved from a different model or configuration?"
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise ValueError(f"{path}: {k} has shape {list(v.shape)}, the model expects {list(expected[k].shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"{path}: {k} contains NaN or inf; the checkpoint is damaged (or training diverged)")
+
+
+def load(path, model=None):
+    """Load a checkpoint saved by :func:`save`. Without ``model``, rebuild it from the stored class
+    name and config; with one, load into it. Returns the model in eval mode."""
+    state, meta = read(path)
+    if model is None:
+        name = meta.get("class")
+        classes = _known_classes()
+        if name not in classes:
+            raise ValueError(f"{path} names model class {name!r}; known classes: {sorted(classes)}")
+        model = classes[name](**json.loads(meta["config"]))
+    check_state(state, model.state_dict(), path)
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,119 @@
+"""Exercises: you fill in functions in a file of your own; checks grade them.
+
+For each lesson there are three files in this package, all named ``lessonNN.py``:
+
+* ``stubs/``     - the functions to write, each raising NotImplementedError with a hint;
+* ``solutions/`` - the reference solutions (read them after trying!);
+* ``checks/``    - ``check_<name>(fn)``, which calls your function on known inputs and raises
+  AssertionError with a message that says what was expected on which input.
+
+In a lesson::
+
+    from course import exercises
+    mine = exercises.workspace("lesson01")             # creates exercises/lesson01.py once, never overwrites
+    forward_noise = exercises.pick(mine, "forward_noise")  # yours once written, the reference until then
+
+Grade everything with ``python -m course.grade FOLDER`` (``make grade`` in the repository).
+"""
+import functools
+import importlib
+import importlib.util
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class Exercise:
+    lesson: str  # "lesson01"
+    name: str  # the function the learner writes
+    points: int
+    title: str
+
+    @property
+    def check(self):
+        return getattr(importlib.import_module(f"{__name__}.checks.{self.lesson}"), f"check_{self.name}")
+
+    @property
+    def solution(self):
+        return getattr(importlib.import_module(f"{__name__}.solutions.{self.lesson}"), self.name)
+
+
+# Every exercise of the course, in lesson order.
+EXERCISES = [
+    Exercise("lesson00", "sample_mixture", 2, "Sample a 2-D Gaussian mixture"),
+    Exercise("lesson01", "forward_noise", 1, "The forward process x_t = sqrt(abar) x0 + sqrt(1 - abar) eps"),
+    Exercise("lesson01", "eps_loss", 2, "Algorithm 1: the eps-prediction loss"),
+    Exercise("lesson01", "ancestral_step", 2, "Algorithm 2: one ancestral sampling step"),
+    Exercise("lesson01", "mixture_score", 3, "The exact score of a noisy Gaussian mixture"),
+]
+
+
+def lessons():
+    """The lesson names that have exercises, in order."""
+    return sorted({e.lesson for e in EXERCISES})
+
+
+def stub_path(lesson: str) -> Path:
+    return _HERE / "stubs" / f"{lesson}.py"
+
+
+def solution_path(lesson: str) -> Path:
+    return _HERE / "solutions" / f"{lesson}.py"
+
+
+def load_file(path, lesson: str):
+    """Import a learner's file as a fresh module (re-read on every call, so edits take effect)."""
+    path = Path(path)
+    name = f"learner_{lesson}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    module.__lesson__ = lesson
+    return module
+
+
+def workspace(lesson: str, folder="exercises"):
+    """Your exercise file for ``lesson`` in ``folder`` (relative to the working directory):
+    copied from the stub the first time, never overwritten after that. Returns it as a module."""
+    if not stub_path(lesson).exists():
+        raise ValueError(f"no exercises for {lesson!r}; lessons with exercises: {lessons()}")
+    path = Path(folder) / f"{lesson}.py"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".py.tmp")
+        shutil.copyfile(stub_path(lesson), tmp)
+        tmp.replace(path)
+        print(f"Created {path}: your copy of the {lesson} exercises. Edit it; it is never overwritten.")
+    return load_file(path, lesson)
+
+
+_noted = set()
+
+
+def pick(mine, name: str):
+    """Your ``name`` from module ``mine`` if you have written it, else the reference solution.
+
+    "Written" is decided at each call: a stub raises NotImplementedError, and then the reference
+    runs instead (with a one-time note). Any other error from your code is raised as is."""
+    lesson = mine.__lesson__
+    reference = getattr(importlib.import_module(f"{__name__}.solutions.{lesson}"), name)
+    yours = getattr(mine, name, None)
+
+    @functools.wraps(reference)
+    def call(*args, **kwargs):
+        if yours is not None:
+            try:
+                return yours(*args, **kwargs)
+            except NotImplementedError:
+                pass
+        if (lesson, name) not in _noted:
+            _noted.add((lesson, name))
+            print(f"[{lesson}.{name}] not written yet: using the reference solution.")
+        return reference(*args, **kwargs)
+
+    return call

@@ -1,0 +1,22 @@
+"""Lesson 0 exercises - yours to edit. Replace each `raise NotImplementedError(...)` with your code.
+
+Grade with:  python -m course.grade exercises      (or `make grade` from the repository root)
+"""
+import torch
+
+
+def sample_mixture(weights, means, stds, n, generator=None):
+    """Draw n points from a mixture of isotropic 2-D Gaussians.
+
+    Args:
+        weights: [K] tensor of mixture weights (non-negative, summing to 1).
+        means:   [K, 2] tensor, the component centres.
+        stds:    [K] tensor, the standard deviation of each (round) component.
+        n:       how many points to draw.
+        generator: a torch.Generator for reproducibility; pass it to every random call.
+
+    Returns:
+        [n, 2] tensor of samples: pick a component k ~ weights for each point, then
+        x = means[k] + stds[k] * z with z ~ N(0, I).
+    """
+    raise NotImplementedError("hint: torch.multinomial(weights, n, replacement=True, generator=generator) picks components")

@@ -1,0 +1,185 @@
+"""Guiders: denoisers made of denoisers (REFERENCE sections 2 to 5).
+
+A guided denoiser is itself a denoiser ``D_w(x, sigma, y)``, so every sampler runs it unchanged,
+on a 2-D toy or an ImageNet-64 UNet. One convention throughout: w = 1 is "no guidance" (the
+conditional / main model alone) and every guider extrapolates from a worse prediction toward a
+better one,
+
+    D_w = D_bad + w (D_good - D_bad)          (= lerp(D_bad, D_good, w))
+
+* :class:`CFG`:            D_bad = D(x, sigma, null label), D_good = D(x, sigma, y)
+* :class:`Autoguidance`:   D_bad = a smaller / shorter-trained model, D_good = the main model
+* :class:`PAG`:            D_bad = the same network with self-attention maps set to identity
+* :class:`ClassifierGuidance`: D + w sigma^2 grad_x log p(y | x; sigma) (w = 1 turns an
+  unconditional D into the conditional one; w = 0 is the unconditional model)
+
+The other common CFG convention, ``D_c + w' (D_c - D_u)`` (w' = 0 is no guidance), is the
+same thing with ``w = w' + 1``: see :func:`w_from_original`. PAG's official g is our w;
+diffusers' pag_scale s is w - 1.
+
+``w`` may be a number or a function of sigma (e.g. :func:`guidance_interval`), so that
+guidance can be limited to a range of noise levels.
+"""
+import torch
+
+from .attention import check_layer_names, perturb_attention
+from .conversions import expand_sigma
+
+NULL = -1  # the label that asks a conditional denoiser for its unconditional (null-class) output
+
+
+def w_from_original(w_original):
+    """Convert the "original" CFG scale (D_c + w'(D_c - D_u), 0 = none) to ours (lerp, 1 = none)."""
+    return w_original + 1
+
+
+def w_to_original(w):
+    """Convert our scale (D_u + w (D_c - D_u), 1 = none) to the "original" one (0 = none)."""
+    return w - 1
+
+
+def guidance_interval(w, sigma_lo, sigma_hi):
+    """A scale function: ``w`` for sigma in (sigma_lo, sigma_hi], 1 (no guidance) elsewhere
+    (Kynkaanniemi et al. 2024)."""
+    def scale(sigma):
+        sigma = torch.as_tensor(sigma)
+        return torch.where((sigma > sigma_lo) & (sigma <= sigma_hi), torch.as_tensor(float(w)), torch.as_tensor(1.0))
+    return scale
+
+
+def _scale(w, sigma, x):
+    """w (a number or a function of sigma) as a tensor that broadcasts with x [N, ...]."""
+    value = w(sigma) if callable(w) else w
+    return expand_sigma(torch.as_tensor(value, dtype=x.dtype).expand_as(torch.as_tensor(sigma)), x)
+
+
+def _batch(sigma, n, x):
+    """sigma as a [n] tensor."""
+    return torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(n).reshape(n)
+
+
+def _labels(y, n, device):
+    """Labels as an [n] long tensor (None -> all NULL)."""
+    if y is None:
+        return torch.full((n,), NULL, dtype=torch.long, device=device)
+    return torch.as_tensor(y, dtype=torch.long, device=device).reshape(-1).expand(n)
+
+
+def _check_w(w):
+    if not callable(w):
+        w_t = torch.as_tensor(w, dtype=torch.float64)
+        if not torch.isfinite(w_t).all():
+            raise ValueError(f"guidance scale w must be finite; got {w}")
+
+
+class CFG:
+    """Classifier-free guidance: D_w = D_u + w (D_c - D_u), D_u = D(x, sigma, NULL).
+
+    ``D`` must accept the label -1 (NULL) as "no condition" (a null class learned with label
+    dropout). ``batched=True`` runs both branches as one call of twice the batch."""
+
+    def __init__(self, D, w, batched=True):
+        _check_w(w)
+        self.D, self.w, self.batched = D, w, batched
+
+    def __call__(self, x, sigma, y=None):
+        if y is None:
+            raise ValueError("CFG needs the labels y to guide toward; got y=None")
+        n = x.shape[0]
+        y = _labels(y, n, x.device)
+        if self.batched:
+            s = _batch(sigma, n, x)
+            both = self.D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, torch.full_like(y, NULL)]))
+            D_c, D_u = both[:n], both[n:]
+        else:
+            D_c, D_u = self.D(x, sigma, y), self.D(x, sigma, torch.full_like(y, NULL))
+        return D_u + _scale(self.w, sigma, x) * (D_c - D_u)
+
+
+class Autoguidance:
+    """Autoguidance (Karras et al. 2024): D_w = D_guide + w (D_main - D_guide), the guide a
+    smaller and/or shorter-trained model with the same conditioning. Two different networks,
+    so two calls."""
+
+    def __init__(self, D_main, D_guide, w):
+        _check_w(w)
+        self.D_main, self.D_guide, self.w = D_main, D_guide, w
+
+    def __call__(self, x, sigma, y=None):
+        D_1 = self.D_main(x, sigma, y)
+        D_0 = self.D_guide(x, sigma, y)
+        return D_0 + _scale(self.w, sigma, x) * (D_1 - D_0)
+
+
+class ClassifierGuidance:
+    """Classifier guidance: D_w = D(x, sigma, y?) + w sigma^2 grad_x log p(y | x; sigma).
+
+    ``classifier(x, sigma, y)`` returns log p(y | x; sigma) [N] and must be noise-aware; its
+    gradient comes from autograd unless ``grad(x, sigma, y)`` gives it directly. ``D`` is called
+    without labels (unconditional, the paper's main use) unless ``conditional=True``.
+    With the exact posterior and w = 1 this is the exact conditional denoiser (Bayes' rule)."""
+
+    def __init__(self, D, classifier, w, grad=None, conditional=False):
+        _check_w(w)
+        self.D, self.classifier, self.w, self.grad, self.conditional = D, classifier, w, grad, conditional
+
+    def classifier_grad(self, x, sigma, y):
+        """grad_x log p(y | x; sigma): [N, ...]."""
+        if self.grad is not None:
+            return self.grad(x, sigma, y)
+        with torch.enable_grad():
+            x_ = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.classifier(x_, sigma, y).sum(), x_)
+        return g
+
+    def __call__(self, x, sigma, y=None):
+        if y is None:
+            raise ValueError("classifier guidance needs the labels y to guide toward; got y=None")
+        y = _labels(y, x.shape[0], x.device)
+        D = self.D(x, sigma, y if self.conditional else None)
+        return D + _scale(self.w, sigma, x) * expand_sigma(sigma, x) ** 2 * self.classifier_grad(x, sigma, y)
+
+
+class PAG:
+    """Perturbed-attention guidance (Ahn et al. 2024): D_w = D_ptb + w (D - D_ptb), where D_ptb is
+    the same network with the self-attention maps of ``layers`` (exact names) replaced by I.
+
+    With ``cfg`` set (a CFG scale, ours), it combines with CFG as in the paper:
+    D = D_u + cfg (D_c - D_u) + (w - 1) (D_c - D_ptb); all branches in one batched call.
+    ``mode`` may be "random" or "offdiag" for the seed's masking ablation."""
+
+    def __init__(self, D, layers, w, cfg=None, batched=True, mode="identity", ratio=0.25, seed=0):
+        _check_w(w)
+        if cfg is not None:
+            _check_w(cfg)
+        self.model = D  # the module whose named attention layers are perturbed
+        check_layer_names(D, list(layers))
+        self.D, self.layers, self.w, self.cfg, self.batched = D, list(layers), w, cfg, batched
+        self.mode, self.ratio = mode, ratio
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _perturbed(self, rows):
+        return perturb_attention(self.model, self.layers, self.mode, rows, self.ratio, self.generator)
+
+    def __call__(self, x, sigma, y=None):
+        n = x.shape[0]
+        ys = [y] if self.cfg is None else [_labels(y, n, x.device), _labels(None, n, x.device)]
+        if self.batched:
+            s = _batch(sigma, n, x)
+            k = len(ys) + 1  # clean branches, then the perturbed one
+            lab = None if ys[0] is None else torch.cat([_labels(v, n, x.device) for v in ys + [ys[0]]])
+            rows = torch.zeros(k * n, dtype=torch.bool)
+            rows[-n:] = True
+            with self._perturbed(rows):
+                out = self.D(torch.cat([x] * k), torch.cat([s] * k), lab)
+            outs = list(out.split(n))
+        else:
+            outs = [self.D(x, sigma, v) for v in ys]
+            with self._perturbed(None):
+                outs.append(self.D(x, sigma, ys[0]))
+        D_c, D_ptb = outs[0], outs[-1]
+        w = _scale(self.w, sigma, x)
+        if self.cfg is None:
+            return D_ptb + w * (D_c - D_ptb)
+        D_u = outs[1]
+        return D_u + _scale(self.cfg, sigma, x) * (D_c - D_u) + (w - 1) * (D_c - D_ptb)

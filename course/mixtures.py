@@ -1,0 +1,285 @@
+"""Gaussian mixtures: the exact world of the toy lessons.
+
+A mixture ``p(x) = sum_k w_k N(x; mu_k, C_k)`` noised by ``x + sigma * n`` is the same mixture
+with covariances ``C_k + sigma^2 I``. So at every sigma we know, exactly and cheaply:
+
+* the noisy density ``log p(x; sigma)``                 -> :meth:`GaussianMixture.log_prob`
+* its score ``grad_x log p(x; sigma)``                    -> :meth:`GaussianMixture.score`
+* the ideal denoiser ``D(x; sigma) = x + sigma^2 score``   -> :meth:`GaussianMixture.denoise` (Tweedie)
+* the class posterior ``p(y | x; sigma)``                  -> :meth:`GaussianMixture.class_posterior`
+
+Everything is vectorised over points and components and computed in float64 (the results come
+back in x's dtype). Component log-densities use a quadratic-feature matrix product: with
+``P_k = (C_k + sigma^2 I)^-1``,
+
+    log w_k N(x; mu_k, .) = -1/2 x^T P_k x + x^T P_k mu_k - 1/2 mu_k^T P_k mu_k - 1/2 log det(2 pi C_k)
+                          = phi(x) . W[:, k]
+
+where ``phi(x) = [x_i x_j (i <= j), x_i, 1]``. One [N, m] x [m, K] product gives all the
+log-densities; log-sum-exp keeps them finite far from the data and at tiny sigma.
+"""
+import math
+
+import torch
+
+from .conversions import expand_sigma
+
+_CHUNK = 2048  # points per block: the [block, K] work array stays in cache (measured ~2x faster than 32k)
+
+
+class GaussianMixture:
+    """A mixture of K full-covariance Gaussians in d dimensions, optionally labelled by class.
+
+    Args:
+        weights: [K] non-negative mixture weights (normalised here).
+        means:   [K, d] component means.
+        covs:    [K, d, d] symmetric positive-definite covariances (or [K, d] diagonal variances).
+        labels:  optional [K] integer class of each component (0 .. num_classes - 1).
+
+    It is also a denoiser: ``gm(x, sigma, y)`` is the exact ``D(x; sigma)`` of the mixture,
+    or of class ``y[i]``'s mixture for row i when labels ``y`` [N] are given.
+    """
+
+    def __init__(self, weights, means, covs, labels=None):
+        means = torch.as_tensor(means, dtype=torch.float64)
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        covs = torch.as_tensor(covs, dtype=torch.float64)
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape [K, d]; got {list(means.shape)}")
+        K, d = means.shape
+        if covs.shape == (K, d):
+            covs = torch.diag_embed(covs)
+        if weights.shape != (K,) or covs.shape != (K, d, d):
+            raise ValueError(
+                f"with means of shape [K, d] = [{K}, {d}], weights must be [{K}] and covs [{K}, {d}, {d}] "
+                f"(or [{K}, {d}] variances); got weights {list(weights.shape)}, covs {list(covs.shape)}"
+            )
+        if not (torch.isfinite(weights).all() and torch.isfinite(means).all() and torch.isfinite(covs).all()):
+            raise ValueError("weights, means and covs must be finite (found NaN or inf)")
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        covs = 0.5 * (covs + covs.transpose(-1, -2))
+        evals, evecs = torch.linalg.eigh(covs)
+        if (evals <= 0).any():
+            raise ValueError("every covariance must be positive definite (found an eigenvalue <= 0)")
+        self.weights = weights / weights.sum()
+        self.means, self.covs = means, covs
+        self._evals, self._evecs = evals, evecs  # C_k = U diag(l) U^T, so C_k + s^2 I is cheap
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long)
+            if labels.shape != (K,) or (labels < 0).any():
+                raise ValueError(f"labels must be [{K}] non-negative class indices; got shape {list(labels.shape)}")
+        self.labels = labels
+        self._cache = {}
+
+    # --- basic facts --------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    @property
+    def num_components(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.labels is None else int(self.labels.max()) + 1
+
+    @property
+    def class_weights(self) -> torch.Tensor:
+        """p(y): [num_classes], the total weight of each class's components."""
+        self._need_labels()
+        return torch.zeros(self.num_classes, dtype=torch.float64).index_add_(0, self.labels, self.weights)
+
+    def __repr__(self):
+        extra = f", classes={self.num_classes}" if self.labels is not None else ""
+        return f"GaussianMixture(components={self.num_components}, dim={self.dim}{extra})"
+
+    def _need_labels(self):
+        if self.labels is None:
+            raise ValueError("this mixture has no class labels; build it with labels=[...] to condition on a class")
+
+    # --- sigma-dependent coefficients -----------------------------------------------------------
+    def _coefficients(self, sigma: float):
+        """For one noise level: W [m, K] (log-density features), P [K, d, d] and P mu [K, d]."""
+        key = float(sigma)
+        if key in self._cache:
+            return self._cache[key]
+        d = self.dim
+        lam = self._evals + key**2  # eigenvalues of C_k + sigma^2 I
+        P = (self._evecs / lam.unsqueeze(1)) @ self._evecs.transpose(-1, -2)
+        Pmu = (P @ self.means.unsqueeze(-1)).squeeze(-1)
+        iu = torch.triu_indices(d, d)
+        # x^T P x = sum_i P_ii x_i^2 + 2 sum_{i<j} P_ij x_i x_j
+        quad = -0.5 * P[:, iu[0], iu[1]] * torch.where(iu[0] == iu[1], 1.0, 2.0).to(torch.float64)
+        const = (
+            torch.log(self.weights)
+            - 0.5 * (Pmu * self.means).sum(-1)
+            - 0.5 * torch.log(lam).sum(-1)
+            - 0.5 * d * math.log(2 * math.pi)
+        )
+        W = torch.cat([quad, Pmu, const.unsqueeze(1)], dim=1).T.contiguous()  # [m, K]
+        out = (W, P.reshape(-1, d * d).contiguous(), Pmu)
+        if len(self._cache) > 256:
+            self._cache.clear()
+        self._cache[key] = out
+        return out
+
+    @staticmethod
+    def _features(x: torch.Tensor) -> torch.Tensor:
+        """phi(x) = [x_i x_j for i <= j, x_i, 1]: shape [N, d(d+1)/2 + d + 1]."""
+        d = x.shape[1]
+        iu = torch.triu_indices(d, d)
+        return torch.cat([x[:, iu[0]] * x[:, iu[1]], x, torch.ones_like(x[:, :1])], dim=1)
+
+    def component_log_probs(self, x, sigma) -> torch.Tensor:
+        """log(w_k N(x; mu_k, C_k + sigma^2 I)): [N, K] float64, differentiable in x (not chunked:
+        mind the memory for large N x K)."""
+        x = self._check_x(x).to(torch.float64)
+        out = torch.empty(x.shape[0], self.num_components, dtype=torch.float64)
+        for idx, s in self._sigma_groups(sigma, x.shape[0]):
+            out[idx] = self._features(x[idx]) @ self._coefficients(s)[0]
+        return out
+
+    # --- the public exact quantities --------------------------------------------------------------
+    def log_prob(self, x, sigma=0.0) -> torch.Tensor:
+        """log p(x; sigma): [N] for x of shape [N, d]."""
+        x_in = self._check_x(x)
+        if x_in.requires_grad and torch.is_grad_enabled():  # a differentiable (unchunked) path
+            return torch.logsumexp(self.component_log_probs(x_in, sigma), dim=1).to(x_in.dtype)
+        out = torch.empty(x_in.shape[0], dtype=torch.float64)
+        for idx, xb, logits, s in self._logit_blocks(x_in, sigma):
+            m = logits.amax(dim=1, keepdim=True)
+            out[idx] = (m + logits.sub_(m).exp_().sum(dim=1, keepdim=True).log()).squeeze(1)  # log-sum-exp
+        return out.to(x_in.dtype)
+
+    def score(self, x, sigma=0.0, y=None) -> torch.Tensor:
+        """grad_x log p(x; sigma) [N, d]; with labels y [N], the score of p(x | y[i]; sigma)."""
+        x_in = self._check_x(x)
+        d = self.dim
+        out = torch.empty(x_in.shape, dtype=torch.float64)
+        for idx, xb, logits, s in self._logit_blocks(x_in, sigma, self._class_mask(y, x_in.shape[0])):
+            _, Pflat, Pmu = self._coefficients(s)
+            # unnormalised responsibilities, in place: r_k ∝ w_k N(x; mu_k, C_k + s^2 I)
+            logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
+            # one product gives sum_k r_k P_k, sum_k r_k P_k mu_k and sum_k r_k
+            sums = logits @ torch.cat([Pflat, Pmu, torch.ones_like(Pmu[:, :1])], dim=1)
+            sums = sums[:, :-1] / sums[:, -1:]
+            Pbar, Pbar_mu = sums[:, : d * d].view(-1, d, d), sums[:, d * d :]
+            out[idx] = Pbar_mu - (Pbar @ xb.unsqueeze(-1)).squeeze(-1)  # sum_k r_k P_k (mu_k - x)
+        return out.to(x_in.dtype)
+
+    def denoise(self, x, sigma, y=None) -> torch.Tensor:
+        """Tweedie: D(x; sigma) = x + sigma^2 * score(x; sigma) = E[x0 | x]. Shape [N, d]."""
+        x = self._check_x(x)
+        return x + expand_sigma(sigma, x) ** 2 * self.score(x, sigma, y)
+
+    def __call__(self, x, sigma, y=None):
+        """The denoiser interface D(x, sigma, y)."""
+        return self.denoise(x, sigma, y)
+
+    def class_posterior(self, x, sigma=0.0) -> torch.Tensor:
+        """p(y | x; sigma): [N, num_classes]; rows sum to 1 (Bayes' rule over the components)."""
+        return self.class_log_posterior(x, sigma).exp()
+
+    def log_class_prob(self, x, sigma, y) -> torch.Tensor:
+        """log p(y[i] | x[i]; sigma): [N], differentiable in x (an exact noise-aware classifier)."""
+        lp = self.component_log_probs(x, sigma)
+        mask = self._class_mask(y, lp.shape[0])
+        return (torch.logsumexp(lp.masked_fill(~mask, -math.inf), dim=1) - torch.logsumexp(lp, dim=1)).to(
+            torch.as_tensor(x).dtype
+        )
+
+    def grad_log_class_prob(self, x, sigma, y) -> torch.Tensor:
+        """grad_x log p(y | x; sigma) = score(x | y; sigma) - score(x; sigma) (Bayes' rule): [N, d]."""
+        return self.score(x, sigma, y) - self.score(x, sigma)
+
+    def class_log_posterior(self, x, sigma=0.0) -> torch.Tensor:
+        """log p(y | x; sigma): [N, num_classes], the log of :meth:`class_posterior`."""
+        self._need_labels()
+        x_in = self._check_x(x)
+        onehot = torch.nn.functional.one_hot(self.labels, self.num_classes).to(torch.float64)  # [K, C]
+        out = torch.empty(x_in.shape[0], self.num_classes, dtype=torch.float64)
+        for idx, xb, logits, s in self._logit_blocks(x_in, sigma):
+            m = logits.amax(dim=1, keepdim=True)
+            per_class = logits.sub_(m).exp_() @ onehot  # sum of w_k N_k over each class's components
+            out[idx] = per_class.log() - per_class.sum(dim=1, keepdim=True).log()  # Bayes' rule
+        return out.to(x_in.dtype)
+
+    # --- sampling and conditioning ------------------------------------------------------------------
+    def sample(self, n: int, sigma=0.0, generator=None, return_components=False, dtype=torch.float32):
+        """n exact samples of p(x; sigma): [n, d] (and the [n] component indices if asked)."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        L = self._evecs * torch.sqrt(self._evals + float(sigma) ** 2).unsqueeze(1)  # C + s^2 I = L L^T
+        z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
+        x = (self.means[k] + (L[k] @ z).squeeze(-1)).to(dtype)
+        return (x, k) if return_components else x
+
+    def condition(self, y: int) -> "GaussianMixture":
+        """The mixture of class y alone, p(x | y), weights renormalised (labels kept)."""
+        self._need_labels()
+        keep = self.labels == int(y)
+        if not keep.any():
+            raise ValueError(f"no component has label {y}; the labels are 0..{self.num_classes - 1}")
+        return GaussianMixture(self.weights[keep], self.means[keep], self.covs[keep], self.labels[keep])
+
+    def marginal(self) -> "GaussianMixture":
+        """The same mixture with its class labels dropped."""
+        return GaussianMixture(self.weights, self.means, self.covs)
+
+    # --- helpers ---------------------------------------------------------------------------------------
+    def _check_x(self, x) -> torch.Tensor:
+        x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            x = x.to(torch.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(
+                f"x must have shape [N, {self.dim}] (points of this {self.dim}-D mixture); got {list(x.shape)}"
+            )
+        return x
+
+    def _class_mask(self, y, n):
+        if y is None:
+            return None
+        self._need_labels()
+        y = torch.as_tensor(y, dtype=torch.long).reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(n)
+        if y.shape[0] != n:
+            raise ValueError(f"y must be one label or [N] = [{n}] labels; got shape {list(y.shape)}")
+        if (y < -1).any() or (y >= self.num_classes).any():
+            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or -1 for none); got {y.unique().tolist()}")
+        # label -1 (the null label of CFG) keeps every component: the unconditional mixture
+        return (self.labels.unsqueeze(0) == y.unsqueeze(1)) | (y.unsqueeze(1) < 0)  # [N, K]
+
+    @staticmethod
+    def _sigma_groups(sigma, n):
+        """Split the N rows into groups of equal sigma: yields (row index, sigma as float)."""
+        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
+        if s.numel() == 1:
+            yield slice(None), float(s)
+            return
+        if s.shape[0] != n:
+            raise ValueError(f"sigma must be a number or a tensor of shape [N] = [{n}]; got {list(s.shape)}")
+        for value in torch.unique(s):
+            yield torch.nonzero(s == value).squeeze(1), float(value)
+
+    def _logit_blocks(self, x, sigma, mask=None):
+        """Blocks of at most _CHUNK rows with one sigma each.
+
+        Yields (row index, rows in float64, logits [n, K] = log w_k N(x; mu_k, C_k + s^2 I), sigma).
+        The logits live in one reused buffer: consume them before the next block.
+        """
+        n = x.shape[0]
+        buf = torch.empty(min(_CHUNK, n), self.num_components, dtype=torch.float64)
+        for idx, s in self._sigma_groups(sigma, n):
+            rows = torch.arange(n)[idx]
+            for start in range(0, rows.numel(), _CHUNK):
+                block = rows[start : start + _CHUNK]
+                if block.numel() == n:  # one block covering everything: a slice avoids copies
+                    block = slice(None)
+                xb = x[block].to(torch.float64)
+                logits = torch.mm(self._features(xb), self._coefficients(s)[0], out=buf[: xb.shape[0]])
+                if mask is not None:
+                    logits.masked_fill_(~mask[block], -math.inf)
+                yield block, xb, logits, s

@@ -1,0 +1,107 @@
+"""Ready-made mixtures for the lessons.
+
+* :func:`ring` - K isotropic Gaussians on a circle (the classic 8-Gaussian ring), one class each
+  or two alternating classes.
+* :func:`tree` - the two-class fractal "tree" of the autoguidance paper (REFERENCE section 5):
+  each class is a binary tree of ``2^depth - 1`` branches, each branch a row of 8 elongated
+  Gaussians along it, thinner and lighter at every split. With the default depth 7 that is
+  127 branches x 8 = 1016 components per class, as in the paper; the overall std is scaled to
+  about 0.5. Built here from that description, not from the paper's code, so the shapes differ
+  in detail.
+* :func:`fit` - fit a mixture to any point cloud with scikit-learn (one fit per class).
+"""
+import math
+
+import numpy as np
+import torch
+
+from .mixtures import GaussianMixture
+
+
+def ring(k: int = 8, radius: float = 1.0, std: float = 0.1, classes: int = None) -> GaussianMixture:
+    """k Gaussians of std ``std`` evenly spaced on a circle. ``classes``: None gives component i
+    the label i; 2 alternates labels 0 and 1 around the ring."""
+    angles = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k
+    means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+    covs = torch.full((k, 2), std**2, dtype=torch.float64)
+    labels = torch.arange(k) if classes is None else torch.arange(k) % classes
+    return GaussianMixture(torch.ones(k), means, covs, labels)
+
+
+def _branches(depth, origin, angle, length, width, spread, shrink, out, level=0):
+    """Depth-first list of (start, direction, length, width, level) for one binary tree."""
+    if level >= depth:
+        return
+    direction = np.array([math.cos(angle), math.sin(angle)])
+    out.append((origin, direction, length, width, level))
+    end = origin + length * direction
+    for side in (-1, 1):
+        # children alternate a wide and a narrow turn so that the two trees interleave
+        turn = spread * (1.0 if (level % 2 == 0) == (side > 0) else 0.7)
+        _branches(depth, end, angle + side * turn, length * shrink, width * shrink, spread * 0.92, shrink, out, level + 1)
+
+
+def tree(depth: int = 7, per_branch: int = 8, std: float = 0.5) -> GaussianMixture:
+    """The two-class fractal tree: class 0 ("A") and class 1 ("B"), ``2^depth - 1`` branches x
+    ``per_branch`` components each per class, scaled so that the data's overall std is ``std``.
+
+    Both trees grow from the same root; A leans left, B right, so their finer branches interleave
+    in the middle (the hard region where an imperfect model blurs the classes).
+    Component weights fall with depth (each branch carries the weight of its length).
+    """
+    means, covs, weights, labels = [], [], [], []
+    for label, lean in ((0, +0.22), (1, -0.22)):
+        branches = []
+        _branches(depth, np.zeros(2), math.pi / 2 + lean, 1.0, 0.06, 0.55, 0.72, branches)
+        for start, direction, length, width, level in branches:
+            normal = np.array([-direction[1], direction[0]])
+            rot = np.stack([direction, normal], axis=1)
+            # std along the branch spaces the per_branch components to overlap a little
+            cov = rot @ np.diag([(0.6 * length / per_branch) ** 2, (0.5 * width) ** 2]) @ rot.T
+            for t in (np.arange(per_branch) + 0.5) / per_branch:
+                means.append(start + t * length * direction)
+                covs.append(cov)
+                weights.append(length / per_branch)
+                labels.append(label)
+    gm = GaussianMixture(weights, np.array(means), np.array(covs), labels)
+    return standardise(gm, std)
+
+
+def standardise(gm: GaussianMixture, std: float = 0.5) -> GaussianMixture:
+    """Shift a mixture to mean 0 and scale it so that its overall std (averaged over dims) is ``std``."""
+    w = gm.weights.unsqueeze(1)
+    mean = (w * gm.means).sum(0)
+    second = (gm.weights[:, None, None] * (gm.covs + (gm.means - mean)[:, :, None] * (gm.means - mean)[:, None, :])).sum(0)
+    scale = std / math.sqrt(torch.diagonal(second).mean().item())
+    return GaussianMixture(gm.weights, (gm.means - mean) * scale, gm.covs * scale**2, gm.labels)
+
+
+def fit(points, n_components: int = 8, labels=None, seed: int = 0) -> GaussianMixture:
+    """Fit a full-covariance mixture to points [N, d] with scikit-learn's GaussianMixture.
+
+    With ``labels`` [N], one mixture of ``n_components`` is fitted per class and the class
+    mixtures are combined with weights proportional to the class frequencies, so the result
+    knows p(y | x) as well as p(x).
+    """
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    points = np.asarray(points, dtype=np.float64)
+    labels = np.zeros(len(points), dtype=int) if labels is None else np.asarray(labels)
+    if points.ndim != 2 or labels.shape != (len(points),):
+        raise ValueError(f"points must be [N, d] and labels [N]; got {points.shape} and {labels.shape}")
+    weights, means, covs, comp_labels = [], [], [], []
+    for c in np.unique(labels):
+        sk = SkGMM(n_components, covariance_type="full", random_state=seed).fit(points[labels == c])
+        weights.append(sk.weights_ * np.mean(labels == c))
+        means.append(sk.means_)
+        covs.append(sk.covariances_)
+        comp_labels.append(np.full(n_components, c))
+    return GaussianMixture(np.concatenate(weights), np.concatenate(means), np.concatenate(covs), np.concatenate(comp_labels))
+
+
+def two_moons(n_components: int = 8, n_points: int = 4000, noise: float = 0.08, seed: int = 0) -> GaussianMixture:
+    """scikit-learn's two moons (class = moon), fitted by :func:`fit` and scaled to std 0.5."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_points, noise=noise, random_state=seed)
+    return standardise(fit(x, n_components, y, seed), 0.5)

@@ -1,0 +1,98 @@
+"""Training: the seed's Algorithm 1 (eps loss), the EDM loss, label dropout and an EMA.
+
+A data source is any callable ``draw(n, generator) -> (x0 [n, ...], y [n] or None)``;
+:func:`mixture_source` makes one from a Gaussian mixture.
+"""
+import copy
+
+import torch
+from tqdm.auto import tqdm
+
+
+def mixture_source(gm, labelled=True):
+    """Draw (x0, y) from a GaussianMixture: y is each sample's component label (None if unlabelled)."""
+    def draw(n, generator=None):
+        x, k = gm.sample(n, generator=generator, return_components=True)
+        return x, (gm.labels[k] if labelled and gm.labels is not None else None)
+    return draw
+
+
+def eps_loss(eps_net, x0, abar, y=None, generator=None):
+    """Algorithm 1, one batch: t ~ U{1..T}, eps ~ N(0, I),
+    loss = || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2 (mean over batch and dims).
+    ``abar`` [T] with abar[t - 1] = abar_t; the network sees the 0-based index t - 1."""
+    n = x0.shape[0]
+    t = torch.randint(1, len(abar) + 1, (n,), generator=generator)
+    eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    ab = abar[t - 1].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    return ((eps - eps_net(x_t, (t - 1).to(x0.dtype), y)) ** 2).mean()
+
+
+def edm_loss(D, x0, y=None, P_mean=-1.2, P_std=1.2, sigma_data=0.5, generator=None):
+    """EDM's loss, one batch: ln sigma ~ N(P_mean, P_std^2), n ~ N(0, I),
+    loss = lambda(sigma) || D(x0 + sigma n; sigma, y) - x0 ||^2, lambda = (s^2 + sd^2)/(s sd)^2."""
+    n = x0.shape[0]
+    shape = (n, *([1] * (x0.ndim - 1)))
+    sigma = (torch.randn(n, generator=generator, dtype=x0.dtype) * P_std + P_mean).exp()
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+    err = (D(x0 + sigma.reshape(shape) * noise, sigma, y) - x0) ** 2
+    return (weight.reshape(shape) * err).mean()
+
+
+def drop_labels(y, p, generator=None):
+    """Label dropout for CFG: each label becomes -1 (the null class) with probability p."""
+    if y is None or p <= 0:
+        return y
+    drop = torch.rand(y.shape, generator=generator) < p
+    return torch.where(drop, torch.full_like(y, -1), y)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters: theta_ema <- beta theta_ema + (1 - beta) theta."""
+
+    def __init__(self, model, beta=0.99):
+        self.beta = beta
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model):
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            p_ema.lerp_(p, 1 - self.beta)
+
+
+def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropout=0.0, ema=0.99,
+          seed=0, progress=True, loss_kwargs=None, abar=None):
+    """Train ``model`` with Adam and the autoguidance paper's schedule lr / sqrt(max(step/512, 1)).
+
+    loss: "edm" (model is a denoiser D) or "eps" (model is an eps-network; pass ``abar``).
+    Returns the EMA copy (the one to sample from; ``ema=None`` returns the model itself) and
+    the list of losses.
+    """
+    if loss not in ("edm", "eps"):
+        raise ValueError(f"loss must be 'edm' or 'eps'; got {loss!r}")
+    if loss == "eps" and abar is None:
+        raise ValueError("the eps loss needs the schedule: pass abar=alphas_cumprod(betas)")
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1 / max(it / 512, 1) ** 0.5)
+    avg = EMA(model, ema) if ema else None
+    losses = []
+    model.train()
+    for _ in tqdm(range(steps), disable=not progress, desc="training", mininterval=1.0):
+        x0, y = draw(batch, g)
+        y = drop_labels(y, label_dropout, g)
+        if loss == "edm":
+            value = edm_loss(model, x0, y, generator=g, **(loss_kwargs or {}))
+        else:
+            value = eps_loss(model, x0, abar, y, generator=g)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        sched.step()
+        if avg:
+            avg.update(model)
+        losses.append(value.item())
+    model.eval()
+    return (avg.model if avg else model), losses
