@@ -206,6 +206,14 @@ class GaussianMixture:
             out[idx] = per_class.log() - per_class.sum(dim=1, keepdim=True).log()  # Bayes' rule
         return out.to(x_in.dtype)
 
+    def component_log_probs_argmax(self, x, sigma=0.0) -> torch.Tensor:
+        """The most responsible component of each point: [N] long."""
+        x_in = self._check_x(x)
+        out = torch.empty(x_in.shape[0], dtype=torch.long)
+        for idx, xb, logits, s in self._logit_blocks(x_in, sigma):
+            out[idx] = logits.argmax(dim=1)
+        return out
+
     # --- sampling and conditioning ------------------------------------------------------------------
     def sample(self, n: int, sigma=0.0, generator=None, return_components=False, dtype=torch.float32):
         """n exact samples of p(x; sigma): [n, d] (and the [n] component indices if asked)."""

@@ -86,7 +86,8 @@ def fit(points, n_components: int = 8, labels=None, seed: int = 0) -> GaussianMi
     from sklearn.mixture import GaussianMixture as SkGMM
 
     points = np.asarray(points, dtype=np.float64)
-    labels = np.zeros(len(points), dtype=int) if labels is None else np.asarray(labels)
+    unlabelled = labels is None
+    labels = np.zeros(len(points), dtype=int) if unlabelled else np.asarray(labels)
     if points.ndim != 2 or labels.shape != (len(points),):
         raise ValueError(f"points must be [N, d] and labels [N]; got {points.shape} and {labels.shape}")
     weights, means, covs, comp_labels = [], [], [], []
@@ -96,7 +97,8 @@ def fit(points, n_components: int = 8, labels=None, seed: int = 0) -> GaussianMi
         means.append(sk.means_)
         covs.append(sk.covariances_)
         comp_labels.append(np.full(n_components, c))
-    return GaussianMixture(np.concatenate(weights), np.concatenate(means), np.concatenate(covs), np.concatenate(comp_labels))
+    comp_labels = None if unlabelled else np.concatenate(comp_labels)
+    return GaussianMixture(np.concatenate(weights), np.concatenate(means), np.concatenate(covs), comp_labels)
 
 
 def two_moons(n_components: int = 8, n_points: int = 4000, noise: float = 0.08, seed: int = 0) -> GaussianMixture:

@@ -10,7 +10,7 @@ trajectory [steps + 1, N, ...] holds the iterates in the VE variable (x / sqrt(a
 samplers), so trajectories of every sampler can be drawn on the same axes.
 """
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import conversions as cv
 

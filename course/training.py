@@ -6,7 +6,7 @@ A data source is any callable ``draw(n, generator) -> (x0 [n, ...], y [n] or Non
 import copy
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def mixture_source(gm, labelled=True):

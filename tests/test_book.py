@@ -1,0 +1,52 @@
+"""The book's table of contents lists every lesson, and the lessons are text notebooks."""
+import subprocess
+
+import jupytext
+import pytest
+import yaml
+
+from conftest import NOTEBOOKS, ROOT, lesson_files
+
+
+def toc_files():
+    toc = yaml.safe_load((NOTEBOOKS / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for chapter in toc.get("chapters", []):
+        files.append(chapter["file"])
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part["chapters"]]
+    return files
+
+
+def test_every_lesson_is_in_the_table_of_contents_in_order():
+    lessons = [p.stem for p in lesson_files()]
+    listed = [f for f in toc_files() if f != "index"]
+    assert listed == lessons, f"_toc.yml lists {listed}; notebooks/ has lessons {lessons}"
+
+
+def test_lessons_are_myst_text_notebooks_with_a_python_kernel():
+    for path in lesson_files():
+        nb = jupytext.read(path)
+        assert nb.metadata["kernelspec"]["name"] == "python3", path.name
+        assert nb.metadata["jupytext"]["text_representation"]["format_name"] == "myst", path.name
+        assert any(c.cell_type == "code" for c in nb.cells), path.name
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), f"{path.name} must open with its title"
+
+
+def test_no_ipynb_is_tracked():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: nothing is tracked")
+    tracked = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert tracked == [], f"lessons are stored as text; remove {tracked}"
+
+
+def test_every_figure_has_a_title_and_a_caption():
+    """Every plotting cell sets a title, and the markdown after it starts with a bold caption."""
+    for path in lesson_files():
+        nb = jupytext.read(path)
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and "plt.show()" in cell.source:
+                assert "title" in cell.source, f"{path.name}, cell {i}: a figure without a title"
+                nxt = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+                assert nxt is not None and nxt.cell_type == "markdown" and nxt.source.lstrip().startswith("**Figure"), \
+                    f"{path.name}, cell {i}: a figure must be followed by its caption ('**Figure N.M.** ...')"

@@ -1,0 +1,109 @@
+"""The exercise pattern: every grader fails on its untouched stub and passes on the reference
+solution, and bad learner code fails its own exercise with a message without stopping the rest."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from course import exercises
+from course.exercises import EXERCISES, grading
+
+IDS = [f"{e.lesson}.{e.name}" for e in EXERCISES]
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_grader_fails_on_the_untouched_stub(ex):
+    r = grading.grade_one(ex, exercises.stub_path(ex.lesson))
+    assert not r.passed and "not written yet" in r.message, r.message
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_grader_passes_on_the_reference_solution(ex):
+    r = grading.grade_one(ex, exercises.solution_path(ex.lesson))
+    assert r.passed, r.message
+
+
+def test_every_exercise_has_stub_solution_and_check():
+    for ex in EXERCISES:
+        assert callable(ex.check) and callable(ex.solution)
+        stub = exercises.load_file(exercises.stub_path(ex.lesson), ex.lesson)
+        assert callable(getattr(stub, ex.name)), f"stub for {ex.lesson} lacks {ex.name}"
+
+
+BAD_LESSON00 = {
+    "raises": "def sample_mixture(weights, means, stds, n, generator=None):\n    return 1 / 0\n",
+    "wrong_shape": "import torch\ndef sample_mixture(weights, means, stds, n, generator=None):\n    return torch.zeros(n, 3)\n",
+    "nan": "import torch\ndef sample_mixture(weights, means, stds, n, generator=None):\n    return torch.full((n, 2), float('nan'))\n",
+    "forever": "def sample_mixture(weights, means, stds, n, generator=None):\n    while True:\n        pass\n",
+    "syntax_error": "def sample_mixture(:\n",
+    "missing": "x = 1\n",
+}
+EXPECTED = {
+    "raises": "ZeroDivisionError",
+    "wrong_shape": "should return shape [20000, 2]; got [20000, 3]",
+    "nan": "NaN",
+    "forever": "no answer within",
+    "syntax_error": "could not import",
+    "missing": "defines no function named sample_mixture",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_LESSON00))
+def test_bad_learner_code_fails_with_a_message_and_grading_goes_on(kind, tmp_path):
+    (tmp_path / "lesson00.py").write_text(BAD_LESSON00[kind])
+    # lesson01: the reference solutions, so that the next lesson's grading is seen to go on
+    (tmp_path / "lesson01.py").write_text(exercises.solution_path("lesson01").read_text())
+    results = grading.grade(tmp_path, timeout=5 if kind == "forever" else 60)
+    first, rest = results[0], results[1:]
+    assert not first.passed and EXPECTED[kind] in first.message, first.message
+    assert rest and all(r.passed for r in rest), [r.message for r in rest]
+
+
+def test_workspace_copies_the_stub_once_and_never_overwrites(tmp_path):
+    folder = tmp_path / "exercises"
+    mine = exercises.workspace("lesson00", folder)
+    path = folder / "lesson00.py"
+    assert path.read_text() == exercises.stub_path("lesson00").read_text()
+    path.write_text(path.read_text() + "\n# my work\n")
+    exercises.workspace("lesson00", folder)
+    assert path.read_text().endswith("# my work\n")
+    assert mine.__lesson__ == "lesson00"
+
+
+def test_pick_falls_back_to_the_reference_until_written(tmp_path, capsys):
+    import torch
+
+    mine = exercises.workspace("lesson01", tmp_path)
+    forward_noise = exercises.pick(mine, "forward_noise")
+    x0, eps = torch.ones(2, 2), torch.zeros(2, 2)
+    torch.testing.assert_close(forward_noise(x0, eps, 0.25), 0.5 * x0)
+    assert "using the reference solution" in capsys.readouterr().out
+    (tmp_path / "lesson01.py").write_text("def forward_noise(x0, eps, abar_t):\n    return x0 * 0 + 42\n")
+    mine = exercises.workspace("lesson01", tmp_path)
+    assert exercises.pick(mine, "forward_noise")(x0, eps, 0.25).eq(42).all()
+
+
+def run_grade(*args):
+    return subprocess.run([sys.executable, "-m", "course.grade", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_grade_command_on_stubs_reports_every_exercise_failed():
+    out = run_grade("--stubs")
+    assert out.returncode == 1
+    for ex in EXERCISES:
+        line = next(l for l in out.stdout.splitlines() if l.startswith(f"{ex.lesson}.{ex.name} "))
+        assert "FAIL" in line and "not written yet" in line, line
+    assert f"score: 0/{sum(e.points for e in EXERCISES)} points" in out.stdout
+
+
+def test_grade_command_on_solutions_reports_every_exercise_passed():
+    out = run_grade("--solutions")
+    assert out.returncode == 0, out.stdout + out.stderr
+    total = sum(e.points for e in EXERCISES)
+    assert f"score: {total}/{total} points, {len(EXERCISES)}/{len(EXERCISES)} exercises passed" in out.stdout
+
+
+def test_grade_command_rejects_an_unknown_lesson():
+    out = run_grade("--lesson", "lesson99", "--solutions")
+    assert out.returncode == 2 and "unknown lesson" in out.stderr
