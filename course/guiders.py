@@ -152,14 +152,13 @@ class PAG:
         _check_w(w)
         if cfg is not None:
             _check_w(cfg)
-        self.model = D  # the module whose named attention layers are perturbed
-        check_layer_names(D, list(layers))
+        check_layer_names(D, layers if isinstance(layers, str) else list(layers))
         self.D, self.layers, self.w, self.cfg, self.batched = D, list(layers), w, cfg, batched
         self.mode, self.ratio = mode, ratio
         self.generator = torch.Generator().manual_seed(seed)
 
     def _perturbed(self, rows):
-        return perturb_attention(self.model, self.layers, self.mode, rows, self.ratio, self.generator)
+        return perturb_attention(self.D, self.layers, self.mode, rows, self.ratio, self.generator)
 
     def __call__(self, x, sigma, y=None):
         n = x.shape[0]

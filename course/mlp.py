@@ -29,14 +29,14 @@ class FourierEmbedding(nn.Module):
 class Backbone(nn.Module):
     """Residual MLP: h = in(x) + emb(noise) [+ class_emb(y)]; ``depth`` blocks h += W silu(h)."""
 
-    def __init__(self, dim, width, depth, num_classes, noise_scale):
+    def __init__(self, dim, width, depth, num_classes, noise_scale, out_dim=None):
         super().__init__()
         self.num_classes = num_classes
         self.noise_emb = nn.Sequential(FourierEmbedding(16, noise_scale), nn.Linear(32, width))
         self.class_emb = nn.Embedding(num_classes + 1, width) if num_classes else None
         self.inp = nn.Linear(dim, width)
         self.blocks = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
-        self.out = nn.Linear(width, dim)
+        self.out = nn.Linear(width, out_dim or dim)
 
     def labels(self, y, n, device):
         """Labels [n] with None (or -1) mapped to the null class ``num_classes``."""

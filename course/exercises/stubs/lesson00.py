@@ -1,6 +1,6 @@
 """Lesson 0 exercises - yours to edit. Replace each `raise NotImplementedError(...)` with your code.
 
-Grade with:  python -m course.grade exercises      (or `make grade` from the repository root)
+Grade with `make grade` from the repository root (or: python -m course.grade notebooks/exercises --lesson lesson00).
 """
 import torch
 

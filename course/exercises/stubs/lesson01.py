@@ -1,6 +1,6 @@
 """Lesson 1 exercises - yours to edit. Replace each `raise NotImplementedError(...)` with your code.
 
-Grade with:  python -m course.grade exercises --lesson lesson01
+Grade with `make grade` from the repository root (or: python -m course.grade notebooks/exercises --lesson lesson01).
 """
 import torch
 

@@ -1,0 +1,195 @@
+"""The learned models of the toy guidance lessons (2-D), beyond the plain MLP denoiser.
+
+* :class:`MLPClassifier` - a noise-aware classifier log p(y | x; sigma) for classifier guidance.
+* :class:`AttentionDenoiser` - a tiny transformer denoiser for PAG: x is lifted into tokens, one
+  per coordinate plus one that carries sigma and the class, and a coordinate's prediction leaves
+  through its own token. Self-attention is therefore the *only* path by which one coordinate
+  learns about the others; replacing the attention map by the identity (PAG) leaves each
+  coordinate to be denoised on its own - the model keeps "appearance" and loses "structure".
+
+:func:`train_classifier` trains the classifier; ``python -m course.toy_models DIR`` trains and
+saves every committed toy checkpoint (see data/README.md).
+"""
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoints, mlp, presets, training
+from .attention import SelfAttention
+from .mlp import FourierEmbedding
+
+
+class MLPClassifier(nn.Module):
+    """Noise-aware classifier: logits [N, C] of p(y | x; sigma) for x [N, dim] at noise sigma."""
+
+    def __init__(self, dim=2, width=64, depth=3, num_classes=2, sigma_data=0.5):
+        super().__init__()
+        self.config = dict(dim=dim, width=width, depth=depth, num_classes=num_classes, sigma_data=sigma_data)
+        self.sigma_data = sigma_data
+        self.net = mlp.Backbone(dim, width, depth, 0, noise_scale=1.0, out_dim=num_classes)
+
+    def forward(self, x, sigma):
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).reshape(-1, 1)
+        return self.net(x / (s**2 + self.sigma_data**2).sqrt(), s.log() / 4)  # EDM's c_in and c_noise
+
+    def log_prob(self, x, sigma, y):
+        """log p(y[i] | x[i]; sigma): [N] (the classifier interface of classifier guidance)."""
+        logp = torch.log_softmax(self.forward(x, sigma), dim=1)
+        return logp.gather(1, torch.as_tensor(y, dtype=torch.long).reshape(-1, 1).expand(x.shape[0], 1)).squeeze(1)
+
+
+def train_classifier(clf, gm, steps=3000, batch=1024, lr=3e-3, P_mean=-1.5, P_std=1.8, seed=0, progress=True):
+    """Cross-entropy on noisy samples x0 + sigma n, ln sigma ~ N(P_mean, P_std^2): the classifier
+    must be right at every noise level the sampler visits. Returns the list of losses."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1 / max(it / 512, 1) ** 0.5)
+    losses = []
+    clf.train()
+    for _ in tqdm(range(steps), disable=not progress, desc="classifier", mininterval=1.0):
+        x0, k = gm.sample(batch, generator=g, return_components=True)
+        sigma = (torch.randn(batch, generator=g) * P_std + P_mean).exp()
+        x = x0 + sigma.unsqueeze(1) * torch.randn(x0.shape, generator=g)
+        loss = nn.functional.cross_entropy(clf(x, sigma), gm.labels[k])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    clf.eval()
+    return losses
+
+
+class Block(nn.Module):
+    """Transformer block: x + SelfAttention, then x + MLP."""
+
+    def __init__(self, width, heads):
+        super().__init__()
+        self.attn = SelfAttention(width, heads)
+        self.norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
+
+    def forward(self, h):
+        h = self.attn(h)
+        return h + self.mlp(self.norm(h))
+
+
+class AttentionNet(nn.Module):
+    """F(x, c_noise, y): tokens [coord_1, ..., coord_d, context]; output coordinate i from token i."""
+
+    def __init__(self, dim, width, depth, heads, num_classes):
+        super().__init__()
+        self.dim, self.num_classes = dim, num_classes
+        self.value = nn.Sequential(FourierEmbedding(16, 2.0, seed=1), nn.Linear(32, width))  # a coordinate's value
+        self.position = nn.Parameter(torch.randn(dim + 1, width) * 0.5)  # which coordinate (or context)
+        self.noise = nn.Sequential(FourierEmbedding(16, 1.0), nn.Linear(32, width))
+        self.label = nn.Embedding(num_classes + 1, width) if num_classes else None
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 1))
+
+    def forward(self, x, c_noise, y=None):
+        N, d = x.shape
+        coords = self.value(x.reshape(-1)).reshape(N, d, -1)
+        context = self.noise(c_noise)
+        if self.label is not None:
+            y = torch.full((N,), self.num_classes, dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long).reshape(-1).expand(N)
+            context = context + self.label(torch.where(y < 0, self.num_classes, y))
+        # sigma reaches every token (a coordinate needs to know how noisy it is); y only the context token
+        h = torch.cat([coords + self.noise(c_noise).unsqueeze(1), context.unsqueeze(1)], dim=1) + self.position
+        for block in self.blocks:
+            h = block(h)
+        return self.out(h[:, :d]).squeeze(-1)
+
+
+class AttentionDenoiser(nn.Module):
+    """D(x, sigma, y) with EDM preconditioning around :class:`AttentionNet`.
+    Its attention layers are named ``net.blocks.0.attn``, ``net.blocks.1.attn``, ..."""
+
+    def __init__(self, dim=2, width=64, depth=2, heads=2, num_classes=0, sigma_data=0.5):
+        super().__init__()
+        self.config = dict(dim=dim, width=width, depth=depth, heads=heads, num_classes=num_classes, sigma_data=sigma_data)
+        self.sigma_data = sigma_data
+        self.net = AttentionNet(dim, width, depth, heads, num_classes)
+
+    def forward(self, x, sigma, y=None):
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).reshape(-1, 1)
+        sd = self.sigma_data
+        c_skip, c_out = sd**2 / (s**2 + sd**2), s * sd / (s**2 + sd**2).sqrt()
+        return c_skip * x + c_out * self.net(x / (s**2 + sd**2).sqrt(), s.log().reshape(-1) / 4, y)
+
+
+CHECKPOINT_CLASSES = {"MLPClassifier": MLPClassifier, "AttentionDenoiser": AttentionDenoiser}
+
+# The committed toy models: name -> (mixture, model constructor, training settings).
+# The tree follows the autoguidance paper's toy (REFERENCE section 5): main width 64, 4096 steps;
+# guide width 32, 512 steps; an unconditional width-32, 512-step model for its CFG demo;
+# ln sigma ~ N(-2.3, 1.5^2). Batch 2048 (the paper's 4096 halved to fit a laptop; measured).
+TREE_LOSS = dict(P_mean=-2.3, P_std=1.5)
+SPECS = {
+    "tree_main": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(steps=4096, label_dropout=0.0, loss_kwargs=TREE_LOSS)),
+    "tree_guide": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=32), dict(steps=512, label_dropout=0.0, loss_kwargs=TREE_LOSS)),
+    "tree_uncond": ("tree", lambda: mlp.MLPDenoiser(num_classes=0, width=32), dict(steps=512, labelled=False, loss_kwargs=TREE_LOSS)),
+    "tree_cfg": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(steps=4096, label_dropout=0.2, loss_kwargs=TREE_LOSS)),
+    "tree_attn": ("tree", lambda: AttentionDenoiser(num_classes=2, width=64, depth=2), dict(steps=3000, label_dropout=0.0, loss_kwargs=TREE_LOSS, batch=1024)),
+    "tree_classifier": ("tree", lambda: MLPClassifier(num_classes=2, width=64), dict(steps=3000)),
+    "moons_main": ("moons", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(steps=3000, label_dropout=0.2)),
+    "moons_guide": ("moons", lambda: mlp.MLPDenoiser(num_classes=2, width=32), dict(steps=300, label_dropout=0.2)),
+    "moons_attn": ("moons", lambda: AttentionDenoiser(num_classes=2, width=64, depth=2), dict(steps=2000, label_dropout=0.2, batch=1024)),
+    "moons_classifier": ("moons", lambda: MLPClassifier(num_classes=2, width=64), dict(steps=2000)),
+}
+
+
+def mixture(name):
+    """The mixture a toy model was trained on: "tree" or "moons"."""
+    return {"tree": presets.tree, "moons": presets.two_moons}[name]()
+
+
+def train_one(name, steps=None, progress=True, batch=2048):
+    """Train the toy model ``name`` of :data:`SPECS` (``steps`` overrides its training length)."""
+    data, make, settings = SPECS[name]
+    gm, model, settings = mixture(data), make(), dict(settings)
+    batch = settings.pop("batch", batch)
+    if steps is not None:
+        settings["steps"] = steps
+    if isinstance(model, MLPClassifier):
+        train_classifier(model, gm, steps=settings["steps"], batch=batch, progress=progress)
+        return model
+    labelled = settings.pop("labelled", True)
+    trained, _ = training.train(model, training.mixture_source(gm, labelled), batch=batch, progress=progress, **settings)
+    return trained
+
+
+def load(name, folder="data"):
+    """Load the committed toy model ``name`` from ``folder`` (``data/`` of the repository)."""
+    if name not in SPECS:
+        raise ValueError(f"unknown toy model {name!r}; known: {sorted(SPECS)}")
+    return checkpoints.load(Path(folder) / f"{name}.safetensors")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m course.toy_models", description="Train and save the toy models.")
+    ap.add_argument("folder", help="where to write NAME.safetensors (the repository's data/)")
+    ap.add_argument("--only", action="append", choices=sorted(SPECS), help="train only these (repeatable)")
+    ap.add_argument("--force", action="store_true", help="overwrite existing files (otherwise they are kept)")
+    args = ap.parse_args(argv)
+    for name in args.only or SPECS:
+        path = Path(args.folder) / f"{name}.safetensors"
+        if path.exists() and not args.force:
+            print(f"{path} exists: kept (use --force to retrain and overwrite)")
+            continue
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        model = train_one(name)
+        seconds = time.perf_counter() - t0
+        checkpoints.save(model, path, command=f"python -m course.toy_models data --only {name} --force",
+                         train_seconds=f"{seconds:.1f}")
+        print(f"{path}: trained in {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
