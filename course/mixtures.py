@@ -157,8 +157,19 @@ class GaussianMixture:
         """grad_x log p(x; sigma) [N, d]; with labels y [N], the score of p(x | y[i]; sigma)."""
         x_in = self._check_x(x)
         d = self.dim
+        mask = self._class_mask(y, x_in.shape[0])
+        if x_in.requires_grad and torch.is_grad_enabled():  # a differentiable (unchunked) path
+            r = torch.softmax(self.component_log_probs(x_in, sigma).masked_fill(
+                torch.zeros(1, dtype=torch.bool) if mask is None else ~mask, -math.inf), dim=1)
+            out = torch.zeros(x_in.shape, dtype=torch.float64)
+            for idx, s in self._sigma_groups(sigma, x_in.shape[0]):
+                _, Pflat, Pmu = self._coefficients(s)
+                xb = x_in[idx].to(torch.float64)
+                Pbar = (r[idx] @ Pflat).view(-1, d, d)
+                out[idx] = r[idx] @ Pmu - (Pbar @ xb.unsqueeze(-1)).squeeze(-1)
+            return out.to(x_in.dtype)
         out = torch.empty(x_in.shape, dtype=torch.float64)
-        for idx, xb, logits, s in self._logit_blocks(x_in, sigma, self._class_mask(y, x_in.shape[0])):
+        for idx, xb, logits, s in self._logit_blocks(x_in, sigma, mask):
             _, Pflat, Pmu = self._coefficients(s)
             # unnormalised responsibilities, in place: r_k ∝ w_k N(x; mu_k, C_k + s^2 I)
             logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()

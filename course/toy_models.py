@@ -11,7 +11,7 @@
 saves every committed toy checkpoint (see data/README.md).
 """
 import argparse
-import math
+import os
 import time
 from pathlib import Path
 
@@ -164,11 +164,17 @@ def train_one(name, steps=None, progress=True, batch=2048):
     return trained
 
 
-def load(name, folder="data"):
-    """Load the committed toy model ``name`` from ``folder`` (``data/`` of the repository)."""
+def data_folder() -> Path:
+    """Where the committed artefacts live: $COURSE_DATA if set, else the repository's data/
+    (beside the course/ package of an editable install)."""
+    return Path(os.environ.get("COURSE_DATA") or Path(__file__).resolve().parents[1] / "data")
+
+
+def load(name, folder=None):
+    """Load the committed toy model ``name`` from ``folder`` (default: :func:`data_folder`)."""
     if name not in SPECS:
         raise ValueError(f"unknown toy model {name!r}; known: {sorted(SPECS)}")
-    return checkpoints.load(Path(folder) / f"{name}.safetensors")
+    return checkpoints.load(Path(folder or data_folder()) / f"{name}.safetensors")
 
 
 def main(argv=None):

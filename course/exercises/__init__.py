@@ -49,6 +49,12 @@ EXERCISES = [
     Exercise("lesson01", "eps_loss", 2, "Algorithm 1: the eps-prediction loss"),
     Exercise("lesson01", "ancestral_step", 2, "Algorithm 2: one ancestral sampling step"),
     Exercise("lesson01", "mixture_score", 3, "The exact score of a noisy Gaussian mixture"),
+    Exercise("lesson02", "classifier_guidance", 2, "The classifier-guidance step in denoiser form"),
+    Exercise("lesson03", "cfg", 1, "CFG, lerp convention"),
+    Exercise("lesson03", "cfg_original", 1, "CFG, the original convention"),
+    Exercise("lesson03", "original_to_lerp", 1, "Converting between CFG conventions"),
+    Exercise("lesson04", "self_attention", 2, "Self-attention and PAG's identity attention"),
+    Exercise("lesson05", "autoguidance", 1, "Autoguidance"),
 ]
 
 
