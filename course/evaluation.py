@@ -3,7 +3,8 @@
 :func:`evaluate` scores one sample set; :func:`sweep` samples a guider at several w and scores
 each. Every number comes from the exact mixture or from exact samples of it:
 
-* quality   - ``log_p``: mean exact log p(x | y) of the samples; ``inside``: fraction inside the
+* quality   - ``median_log_p``: median exact log p(x | y) of the samples (``log_p``, the mean, is
+  also computed, but one sample far out can dominate it); ``inside``: fraction inside the
   target's 99%-mass region (exact samples score 0.99); ``precision``: k-NN precision (k = 3).
 * variety   - ``recall``: k-NN recall against exact samples; ``occupancy_kl``: KL between the
   target's component weights and where the samples land (0 = every branch in proportion).
@@ -13,7 +14,7 @@ import torch
 
 from . import metrics, samplers
 
-COLUMNS = ("log_p", "inside", "precision", "recall", "occupancy_kl", "sliced_w1")
+COLUMNS = ("median_log_p", "inside", "precision", "recall", "occupancy_kl", "sliced_w1")
 
 
 def evaluate(target, x, ref, threshold=None) -> dict:
@@ -22,8 +23,11 @@ def evaluate(target, x, ref, threshold=None) -> dict:
     keep = torch.isfinite(x).all(dim=1)
     x = x[keep]
     precision, recall = metrics.precision_recall(ref, x, k=3)
+    log_p = target.log_prob(x)
     return dict(
-        log_p=metrics.mean_log_prob(target, x),
+        log_p=log_p.mean().item(),
+        median_log_p=log_p.median().item(),
+        max_abs=x.abs().max().item(),
         inside=metrics.inside_fraction(target, x, threshold=threshold),
         precision=precision,
         recall=recall,
@@ -55,11 +59,18 @@ def exact_row(target, n=4000, seed=0, ref=None, threshold=None) -> dict:
     return dict(w=float("nan"), samples=x, **evaluate(target, x, ref, threshold))
 
 
+def best_at_variety(rows, min_recall=0.9, quality="inside"):
+    """The row with the highest ``quality`` among those whose recall is at least ``min_recall``
+    (the quality a guider reaches within a variety budget); None if no row qualifies."""
+    ok = [r for r in rows if r["recall"] >= min_recall]
+    return max(ok, key=lambda r: r[quality]) if ok else None
+
+
 def table(rows, label="w", columns=COLUMNS) -> str:
     """A text table of sweep rows: one line per row, one column per score."""
     head = f"{label:>14} " + " ".join(f"{c:>12}" for c in columns)
     lines = [head, "-" * len(head)]
     for r in rows:
         name = r.get("name", f"{r['w']:g}")
-        lines.append(f"{name:>14} " + " ".join(f"{r[c]:12.3f}" for c in columns))
+        lines.append(f"{name:>14} " + " ".join(f"{r[c]:12.3f}" if abs(r[c]) < 1e6 else f"{r[c]:12.3g}" for c in columns))
     return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""Loading the released ImageNet-64 checkpoints safely.
+
+* ADM (guided-diffusion) ``.pt`` files are plain state dicts: ``torch.load(weights_only=True)``,
+  which refuses anything but tensors and containers.
+* EDM2 ``.pkl`` files are pickles that embed the authors' source code and, unpickled normally,
+  import and run it. :func:`load_edm2_pickle` uses a restricted unpickler instead: it resolves
+  only an allow-list of names (tensor rebuilding, ordered dicts), turns the authors' own objects
+  into inert records, never executes the embedded source, and refuses everything else (``os``,
+  ``subprocess``, ``builtins.eval``, ...) with an error that names what the file asked for.
+  From the records it extracts the EMA network's constructor arguments and state dict and loads
+  them into our :class:`~course.imagenet.edm2.EDM2Denoiser`.
+
+Every failure - a missing, truncated, foreign or mismatched file, a NaN weight - raises an error
+that says what was expected.
+"""
+import collections
+import io
+import pickle
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import check_state
+from .adm import ADMClassifier, ADMUNet
+from .edm2 import EDM2Denoiser
+
+# The released 64x64 ADM models (REFERENCE section 2), as constructor arguments.
+ADM64_UNET = dict(image_size=64, model_channels=192, num_res_blocks=3, num_head_channels=64, attention_resolutions="32,16,8",
+                  channel_mult=(1, 2, 3, 4), num_classes=1000, learn_sigma=True, out_channels=6, use_new_attention_order=True)
+ADM64_CLASSIFIER = dict(image_size=64, model_channels=128, num_res_blocks=4, num_head_channels=64, attention_resolutions="32,16,8",
+                        channel_mult=(1, 2, 3, 4), out_channels=1000)
+
+
+class RefusedPickle(pickle.UnpicklingError):
+    """The file asked the unpickler for something outside the allow-list."""
+
+
+def _need_file(path, what):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found. Download it (README, 'ImageNet-64 checkpoints') and pass its path, "
+                                "or set COURSE_CHECKPOINTS to the folder that holds it.")
+    return path
+
+
+# --- ADM ------------------------------------------------------------------------------------------------
+def load_state_dict_pt(path, what="checkpoint"):
+    """A plain state dict from a .pt file, with torch.load(weights_only=True)."""
+    path = _need_file(path, what)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path} holds more than tensors and was refused by weights_only loading ({err}). "
+                         "The released ADM files are plain state dicts; this is not one of them.") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{path} could not be read ({type(err).__name__}: {err}); it may be truncated or corrupt: download it again") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a state dict (a mapping of names to tensors)")
+    return state
+
+
+def load_adm_unet(path, **config):
+    """ADMUNet from a guided-diffusion .pt (default config: the released 64x64 model)."""
+    model = ADMUNet(**{**ADM64_UNET, **config})
+    state = load_state_dict_pt(path, "ADM UNet checkpoint")
+    check_state(state, model.state_dict(), path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def load_adm_classifier(path, **config):
+    """ADMClassifier from a guided-diffusion .pt (default config: the released 64x64 classifier)."""
+    model = ADMClassifier(**{**ADM64_CLASSIFIER, **config})
+    state = load_state_dict_pt(path, "ADM classifier checkpoint")
+    check_state(state, model.state_dict(), path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+# --- EDM2 ------------------------------------------------------------------------------------------------
+class Record:
+    """An inert stand-in for one of the authors' objects: it stores what the pickle says about
+    it and runs nothing (no source is compiled, no method of theirs is called)."""
+
+    def __init__(self, *args, **kwargs):
+        self.class_name, self.meta, self.state = None, None, {}
+
+    def __setstate__(self, state):
+        self.state = state if isinstance(state, dict) else {"_state": state}
+
+
+class RecordDict(dict):
+    """Stand-in for dnnlib.util.EasyDict: a plain dict."""
+
+    def __setstate__(self, state):
+        pass
+
+
+def _persistent(meta):
+    """Stand-in for torch_utils.persistence._reconstruct_persistent_obj: keep the metadata; the
+    embedded ``module_src`` stays a string and is never compiled."""
+    if not isinstance(meta, dict) or meta.get("type") != "class":
+        raise RefusedPickle("a persistent object without the expected metadata (type 'class')")
+    rec = Record()
+    rec.class_name = meta.get("class_name")
+    rec.meta = {k: v for k, v in meta.items() if k != "state"}
+    rec.state = meta.get("state") or {}
+    return rec
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, *rest):
+    if not isinstance(data, torch.Tensor):
+        raise RefusedPickle("a parameter whose data is not a tensor")
+    return torch.nn.Parameter(data, requires_grad=False)
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward_hooks=None, *rest):
+    if not isinstance(storage, (torch.TypedStorage, torch.UntypedStorage)):
+        raise RefusedPickle("a tensor whose storage is not a storage")
+    return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
+
+
+def _storage_from_bytes(data):
+    """torch.storage._load_from_bytes, but with weights_only loading (tensors and storages only)."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise RefusedPickle("a storage that is not bytes")
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def _reconstructor(cls, base, state=None):
+    """copyreg._reconstructor, only for our inert record classes."""
+    if cls not in (Record, RecordDict) or base is not object:
+        raise RefusedPickle(f"object reconstruction of {cls!r}")
+    return cls.__new__(cls)
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent,
+    ("copyreg", "_reconstructor"): _reconstructor,
+    ("builtins", "object"): object,
+    ("dnnlib.util", "EasyDict"): RecordDict,
+    ("torch.nn.modules.container", "ModuleDict"): Record,
+    ("torch.nn.modules.container", "ModuleList"): Record,
+    ("torch.nn.modules.container", "Sequential"): Record,
+}
+# The authors' own packages: their classes become inert records (nothing of theirs is imported).
+_AUTHORS_PACKAGES = ("training.", "torch_utils.", "dnnlib.")
+
+
+class SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module.startswith(_AUTHORS_PACKAGES) and name[:1].isupper():
+            return Record
+        raise RefusedPickle(
+            f"refused: the file asks to load {module}.{name}, which is not part of an EDM2 checkpoint. "
+            "A pickle can run arbitrary code when loaded; this loader accepts only the EDM2 format. "
+            "If the file should be a checkpoint, it is not one this course can read safely."
+        )
+
+    def persistent_load(self, pid):
+        raise RefusedPickle("refused: persistent ids (torch.save's zip format is not an EDM2 .pkl; use torch.load(weights_only=True))")
+
+
+def _collect(module, prefix, out):
+    """Flatten a record tree's _parameters, _buffers and _modules into a state dict."""
+    state = module.state if isinstance(module, Record) else {}
+    for key in ("_parameters", "_buffers"):
+        for name, value in (state.get(key) or {}).items():
+            if value is not None:
+                out[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
+    for name, child in (state.get("_modules") or {}).items():
+        if child is not None:
+            _collect(child, f"{prefix}{name}.", out)
+    return out
+
+
+def read_edm2_pickle(path, key="ema"):
+    """(constructor kwargs, state dict) of the network stored under ``key`` in an EDM2 .pkl,
+    read with the restricted unpickler."""
+    path = _need_file(path, "EDM2 checkpoint")
+    try:
+        with open(path, "rb") as f:
+            data = SafeUnpickler(f).load()
+    except RefusedPickle:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+        raise ValueError(f"{path} could not be read as an EDM2 checkpoint ({type(err).__name__}: {err}); "
+                         "it may be truncated or corrupt: download it again") from None
+    if not isinstance(data, dict) or key not in data:
+        have = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path} has no {key!r} network; an EDM2 checkpoint is a dict with 'ema'; this one has {have}")
+    net = data[key]
+    if not isinstance(net, Record) or net.class_name != "Precond":
+        raise ValueError(f"{path}: {key!r} is not an EDM2 Precond network (found {getattr(net, 'class_name', type(net).__name__)})")
+    kwargs = dict(net.state.get("_init_kwargs") or {})
+    if net.state.get("_init_args"):
+        raise ValueError(f"{path}: positional constructor arguments are not supported; expected keyword arguments only")
+    return kwargs, _collect(net, "", collections.OrderedDict())
+
+
+def load_edm2_pickle(path, key="ema", **overrides):
+    """Our EDM2Denoiser with the weights and configuration of an official EDM2 .pkl (safely)."""
+    kwargs, state = read_edm2_pickle(path, key)
+    kwargs = {**kwargs, **overrides}
+    try:
+        model = EDM2Denoiser(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"{path}: unexpected constructor arguments {sorted(kwargs)} ({err})") from None
+    check_state(state, model.state_dict(), path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def load_edm2_safetensors(weights_path, constructor):
+    """EDM2Denoiser from a safetensors state dict with official key names and a constructor dict
+    (the conformance format)."""
+    from safetensors.torch import load_file
+
+    model = EDM2Denoiser(**constructor)
+    state = load_file(str(_need_file(weights_path, "EDM2 weights")))
+    check_state(state, model.state_dict(), weights_path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
