@@ -13,6 +13,7 @@ each. Every number comes from the exact mixture or from exact samples of it:
 import torch
 
 from . import metrics, samplers
+from .settings import pick
 
 COLUMNS = ("median_log_p", "inside", "precision", "recall", "occupancy_kl", "sliced_w1")
 
@@ -37,9 +38,11 @@ def evaluate(target, x, ref, threshold=None) -> dict:
     )
 
 
-def sweep(make_denoiser, ws, target, y, n=4000, seed=0, steps=32, sigma_max=5.0, ref=None, threshold=None):
+def sweep(make_denoiser, ws, target, y, n=4000, seed=0, steps=None, sigma_max=5.0, ref=None, threshold=None):
     """For each w: sample n points of class y with EDM Heun from ``make_denoiser(w)`` and score
-    them against ``target`` (the exact p(x | y)). Returns a list of dicts (w, samples, scores...)."""
+    them against ``target`` (the exact p(x | y)). Returns a list of dicts (w, samples, scores...).
+    ``steps`` defaults to 32 (10 in fast mode)."""
+    steps = pick(32, 10) if steps is None else steps
     if ref is None:
         ref = target.sample(n, generator=torch.Generator().manual_seed(seed + 1000), dtype=torch.float64)
     if threshold is None:

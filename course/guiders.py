@@ -12,6 +12,8 @@ better one,
 * :class:`PAG`:            D_bad = the same network with self-attention maps set to identity
 * :class:`ClassifierGuidance`: D + w sigma^2 grad_x log p(y | x; sigma) (w = 1 turns an
   unconditional D into the conditional one; w = 0 is the unconditional model)
+* :class:`IndependentConditionGuidance`: CFG for a model without a null class, with a random
+  label in place of the null one (Sadat et al. 2025; REFERENCE section 6)
 
 The other common CFG convention, ``D_c + w' (D_c - D_u)`` (w' = 0 is no guidance), is the
 same thing with ``w = w' + 1``: see :func:`w_from_original`. PAG's official g is our w;
@@ -94,6 +96,31 @@ class CFG:
         else:
             D_c, D_u = self.D(x, sigma, y), self.D(x, sigma, torch.full_like(y, NULL))
         return D_u + _scale(self.w, sigma, x) * (D_c - D_u)
+
+
+class IndependentConditionGuidance:
+    """ICG: D_w = D_r + w (D_c - D_r), D_r = D(x, sigma, random label). A label drawn independently
+    of x carries no information about it, so p(x | random y) approximates p(x): CFG-like guidance
+    for conditional models trained without a null class (ADM). Both branches in one batched call."""
+
+    def __init__(self, D, w, num_classes, seed=0, batched=True):
+        _check_w(w)
+        self.D, self.w, self.num_classes, self.batched = D, w, num_classes, batched
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x, sigma, y=None):
+        if y is None:
+            raise ValueError("ICG needs the labels y to guide toward; got y=None")
+        n = x.shape[0]
+        y = _labels(y, n, x.device)
+        r = torch.randint(0, self.num_classes, (n,), generator=self.generator).to(x.device)
+        if self.batched:
+            s = _batch(sigma, n, x)
+            both = self.D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, r]))
+            D_c, D_r = both[:n], both[n:]
+        else:
+            D_c, D_r = self.D(x, sigma, y), self.D(x, sigma, r)
+        return D_r + _scale(self.w, sigma, x) * (D_c - D_r)
 
 
 class Autoguidance:

@@ -20,7 +20,7 @@ def mean_log_prob(gm, x, sigma=0.0) -> float:
     return gm.log_prob(x, sigma).mean().item()
 
 
-def hdr_threshold(gm, mass=0.99, n=200_000, seed=0) -> float:
+def hdr_threshold(gm, mass=0.99, n=100_000, seed=0) -> float:
     """The log-density level above which the target holds ``mass`` of its probability,
     estimated from n exact samples (the (1 - mass)-quantile of their log-density)."""
     ref = gm.sample(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

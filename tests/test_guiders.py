@@ -129,3 +129,18 @@ def test_attention_perturbations():
         assert ((w == 0).float().mean() > 0.5)
     w = attention_weights(logits, Perturbation("offdiag", ratio=1.0, generator=g))
     torch.testing.assert_close(w, eye)  # masking every off-diagonal entry is the identity
+
+
+def test_icg_uses_random_labels_as_the_unconditional_branch():
+    seen = []
+
+    def D(x, sigma, y=None):
+        seen.append(torch.as_tensor(y).clone())
+        return torch.as_tensor(y, dtype=x.dtype).reshape(-1, 1).expand_as(x).clone()
+
+    out = guiders.IndependentConditionGuidance(D, 2.0, num_classes=1000, seed=0, batched=False)(X, 0.5, Y)
+    rand = seen[1]
+    assert not torch.equal(rand, Y) and rand.min() >= 0 and rand.max() < 1000
+    torch.testing.assert_close(out, (rand + 2.0 * (Y - rand)).double().reshape(-1, 1).expand_as(X))
+    batched = guiders.IndependentConditionGuidance(D, 2.0, num_classes=1000, seed=0)(X, 0.5, Y)
+    torch.testing.assert_close(batched, out)  # the same random labels, one call

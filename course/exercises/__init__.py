@@ -55,6 +55,7 @@ EXERCISES = [
     Exercise("lesson03", "original_to_lerp", 1, "Converting between CFG conventions"),
     Exercise("lesson04", "self_attention", 2, "Self-attention and PAG's identity attention"),
     Exercise("lesson05", "autoguidance", 1, "Autoguidance"),
+    Exercise("lesson06", "mask_logits", 2, "Random masking of attention logits (PAG ablation)"),
 ]
 
 

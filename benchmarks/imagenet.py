@@ -1,0 +1,104 @@
+"""Forward-pass time and memory of our ImageNet-64 networks on this machine (prints numbers only).
+
+    python benchmarks/imagenet.py [--device cuda] [--sizes shared,xs,s]
+
+"shared" is the conformance configuration (EDM2 model_channels 32, ADM 32) at batch 4; "xs" and
+"s" are EDM2's img64 XS (128 channels) and S (192) and the released ADM 64x64 UNet (192), at
+batch 1 on a CPU (batch 16 on a GPU). Weights are random: speed does not depend on them.
+The baseline column runs the same network with PyTorch's fused scaled_dot_product_attention in
+place of our explicit (perturbable) attention maps, to show what the PAG hooks cost.
+"""
+import argparse
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from course.imagenet import adm, edm2  # noqa: E402
+from course.imagenet.loading import ADM64_UNET  # noqa: E402
+
+EDM2_IMG64 = dict(img_resolution=64, img_channels=3, label_dim=1000, channel_mult=[1, 2, 3, 4], num_blocks=3, attn_resolutions=[16, 8])
+CONFIGS = {
+    "shared": (dict(EDM2_IMG64, model_channels=32, num_blocks=2),
+               dict(ADM64_UNET, model_channels=32, num_res_blocks=2, num_head_channels=32), 4),
+    "xs": (dict(EDM2_IMG64, model_channels=128), None, 1),
+    "s": (dict(EDM2_IMG64, model_channels=192), dict(ADM64_UNET), 1),
+}
+
+
+@contextmanager
+def fused_attention():
+    """Swap the explicit softmax(QK^T)V of both families for torch's fused kernel (no PAG hook)."""
+    orig_edm2, orig_adm = edm2.attention_weights, adm.qkv_attention
+
+    def adm_fused(qkv, heads, new_order, perturbation=None):
+        B, width, T = qkv.shape
+        c = width // (3 * heads)
+        if new_order:
+            q, k, v = (t.reshape(B, heads, c, T).transpose(2, 3) for t in qkv.chunk(3, dim=1))
+        else:
+            q, k, v = (t.reshape(B, heads, c, T).transpose(2, 3) for t in qkv.reshape(B * heads, 3 * c, T).split(c, dim=1))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(2, 3).reshape(B, -1, T)
+
+    adm.qkv_attention = adm_fused
+    edm2.attention_weights = lambda logits, p=None: torch.softmax(logits, dim=-1)  # EDM2's einsum path stays
+    try:
+        yield
+    finally:
+        edm2.attention_weights, adm.qkv_attention = orig_edm2, orig_adm
+
+
+def time_forward(fn, repeat, device):
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sizes", default="shared,xs,s")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    dev = args.device
+    print(f"torch {torch.__version__}, device {dev}, {torch.get_num_threads()} CPU threads")
+    for size in args.sizes.split(","):
+        e_cfg, a_cfg, batch = CONFIGS[size]
+        if dev == "cuda":
+            batch *= 16
+        x = torch.randn(batch, 3, 64, 64, device=dev)
+        for family, make, call in [
+            ("EDM2", lambda: edm2.EDM2Denoiser(**e_cfg), lambda m: m(x, torch.full((batch,), 1.0, device=dev), torch.zeros(batch, dtype=torch.long, device=dev))),
+            ("ADM", (lambda: adm.ADMUNet(**a_cfg)) if a_cfg else None, lambda m: m(x, torch.full((batch,), 500.0, device=dev), torch.zeros(batch, dtype=torch.long, device=dev))),
+        ]:
+            if make is None:
+                continue
+            model = make().to(dev).eval()
+            params = sum(p.numel() for p in model.parameters())
+            if dev == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            with torch.no_grad():
+                t = time_forward(lambda: call(model), args.repeat, dev)
+                with fused_attention():
+                    t_base = time_forward(lambda: call(model), args.repeat, dev)
+            mem = (f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if dev == "cuda"
+                   else f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+            print(f"{family} {size}: {params / 1e6:.1f}M params, batch {batch}: forward {t * 1000:.0f} ms "
+                  f"({batch / t:.1f} img/s); fused-attention baseline {t_base * 1000:.0f} ms; {mem}")
+            del model
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""Real images on a laptop: scikit-learn's 8x8 digits (1,797 images, 10 classes, no download).
+
+* :func:`load` - the images scaled to [-1, 1] (pixel / 8 - 1), shape [N, 1, 8, 8], with a fixed
+  stratified train/test split.
+* Models: the class-conditional denoiser is EDM2's UNet (:class:`~course.imagenet.edm2.EDM2Denoiser`)
+  at a tiny configuration - the same network family as the ImageNet-64 rung, with
+  self-attention at 4x4 (blocks named ``unet.enc.4x4_block0`` ...) for PAG; the guide is a
+  smaller, shorter-trained copy; :class:`NoisyClassifier` is the noise-aware classifier for CG;
+  :class:`FeatureNet` is a digits classifier trained on clean images whose penultimate layer is
+  the feature space of the metrics (the role Inception-v3 plays for FID).
+* :func:`measure` - Frechet distance and k-NN precision/recall in that feature space against the
+  held-out test images, and the accuracy with which samples show the requested class.
+
+``python -m course.digits data`` trains every model and saves it to data/ (see data/README.md).
+"""
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoints, metrics, training
+from .imagenet.edm2 import EDM2Denoiser
+from .mlp import FourierEmbedding
+
+
+def load(test_fraction=0.25, seed=0):
+    """(x_train, y_train, x_test, y_test): images [N, 1, 8, 8] float32 in [-1, 1], labels [N] long."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 8 - 1  # pixels 0..16 -> [-1, 1]
+    y = torch.tensor(d.target, dtype=torch.long)
+    idx_train, idx_test = train_test_split(range(len(y)), test_size=test_fraction, random_state=seed, stratify=d.target)
+    return x[idx_train], y[idx_train], x[idx_test], y[idx_test]
+
+
+SIGMA_DATA = 0.75  # the std of the scaled digits (measured: 0.75), used by the preconditioning and the loss
+
+
+def denoiser(model_channels=32, num_blocks=1):
+    """EDM2's UNet for 8x8 grey images, 10 classes, attention at 4x4 (heads of 16 channels)."""
+    return EDM2Denoiser(img_resolution=8, img_channels=1, label_dim=10, model_channels=model_channels, channel_mult=[1, 2],
+                        num_blocks=num_blocks, attn_resolutions=[4], channels_per_head=16, sigma_data=SIGMA_DATA)
+
+
+class NoisyClassifier(nn.Module):
+    """log p(y | x; sigma) for noisy 8x8 digits: a small CNN whose features are scaled and shifted
+    by an embedding of ln(sigma) (FiLM), on EDM-scaled input x / sqrt(sigma^2 + 0.25)."""
+
+    def __init__(self, width=32, num_classes=10):
+        super().__init__()
+        self.config = dict(width=width, num_classes=num_classes)
+        self.emb = nn.Sequential(FourierEmbedding(16, 1.0), nn.Linear(32, 4 * width), nn.SiLU())
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.film1, self.film2 = nn.Linear(4 * width, 2 * width), nn.Linear(4 * width, 4 * width)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.SiLU(), nn.Linear(128, num_classes))
+
+    def forward(self, x, sigma):
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        e = self.emb(s.log() / 4)
+        h = self.conv1(x / (s.reshape(-1, 1, 1, 1) ** 2 + 0.25).sqrt())
+        scale, shift = self.film1(e)[..., None, None].chunk(2, dim=1)
+        h = torch.nn.functional.silu(h * (1 + scale) + shift)
+        h = torch.nn.functional.avg_pool2d(self.conv2(h), 2)
+        scale, shift = self.film2(e)[..., None, None].chunk(2, dim=1)
+        return self.head(torch.nn.functional.silu(h * (1 + scale) + shift))
+
+    def log_prob(self, x, sigma, y):
+        logp = torch.log_softmax(self.forward(x, sigma), dim=1)
+        return logp.gather(1, torch.as_tensor(y, dtype=torch.long).reshape(-1, 1).expand(x.shape[0], 1)).squeeze(1)
+
+
+class FeatureNet(nn.Module):
+    """A clean-image digits classifier; ``features`` (64-d, before the last layer) is the feature space."""
+
+    def __init__(self, width=32, num_classes=10):
+        super().__init__()
+        self.config = dict(width=width, num_classes=num_classes)
+        self.body = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, 2 * width, 3, padding=1), nn.SiLU(),
+                                  nn.AvgPool2d(2), nn.Flatten(), nn.Linear(2 * width * 16, 64), nn.SiLU())
+        self.head = nn.Linear(64, num_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+CHECKPOINT_CLASSES = {"EDM2Denoiser": EDM2Denoiser, "NoisyClassifier": NoisyClassifier, "FeatureNet": FeatureNet}
+
+
+def batches(x, y):
+    """A training source: draw(n, generator) -> random (images, labels) with replacement."""
+    def draw(n, generator=None):
+        idx = torch.randint(0, len(x), (n,), generator=generator)
+        return x[idx], y[idx]
+    return draw
+
+
+def train_classifier(model, x, y, steps, batch=128, lr=2e-3, noisy=True, seed=0, progress=True):
+    """Cross-entropy training; ``noisy``: on x + sigma n with ln sigma ~ N(-1.2, 1.5^2) (noise-aware)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in tqdm(range(steps), disable=not progress, desc="classifier", mininterval=1.0):
+        idx = torch.randint(0, len(x), (batch,), generator=g)
+        xb, yb = x[idx], y[idx]
+        if noisy:
+            sigma = (torch.randn(batch, generator=g) * 1.5 - 1.2).exp()
+            logits = model(xb + sigma.reshape(-1, 1, 1, 1) * torch.randn(xb.shape, generator=g), sigma)
+        else:
+            shift = torch.randint(-1, 2, (2,), generator=g).tolist()  # +-1 pixel shifts: a little robustness
+            logits = model(torch.roll(xb, shifts=shift, dims=(2, 3)))
+        loss = nn.functional.cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+# name -> (constructor, how it is trained). Full training of all of them: about 10 minutes on 2 cores.
+SPECS = {
+    "digits_main": (lambda: denoiser(32, 1), dict(kind="denoiser", steps=2000, label_dropout=0.15)),
+    "digits_guide": (lambda: denoiser(16, 1), dict(kind="denoiser", steps=300, label_dropout=0.15)),
+    "digits_classifier": (lambda: NoisyClassifier(), dict(kind="noisy", steps=1500)),
+    "digits_features": (lambda: FeatureNet(), dict(kind="clean", steps=1500)),
+}
+
+
+def train_one(name, steps=None, progress=True):
+    make, spec = SPECS[name]
+    model = make()
+    x, y, _, _ = load()
+    steps = spec["steps"] if steps is None else steps
+    if spec["kind"] == "denoiser":
+        trained, _ = training.train(model, batches(x, y), steps=steps, batch=128, lr=spec.get("lr", 1e-2),
+                                    label_dropout=spec["label_dropout"], ema=0.999 if steps >= 1000 else 0.99, progress=progress,
+                                    loss_kwargs=dict(sigma_data=SIGMA_DATA))
+        return trained
+    return train_classifier(model, x, y, steps, noisy=spec["kind"] == "noisy", progress=progress)
+
+
+def data_folder() -> Path:
+    return Path(os.environ.get("COURSE_DATA") or Path(__file__).resolve().parents[1] / "data")
+
+
+def load_model(name, folder=None):
+    """A committed digits model from data/ (or ``folder``)."""
+    if name not in SPECS:
+        raise ValueError(f"unknown digits model {name!r}; known: {sorted(SPECS)}")
+    return checkpoints.load(Path(folder or data_folder()) / f"{name}.safetensors")
+
+
+@torch.no_grad()
+def measure(samples, requested, feature_net, x_test, k=3):
+    """Scores of generated digits [N, 1, 8, 8] made for classes ``requested`` [N], against the
+    held-out test images: Frechet distance of features (FD), k-NN precision and recall, and the
+    fraction the feature net classifies as requested (accuracy)."""
+    samples = samples.clamp(-1, 1)
+    f_gen, f_ref = feature_net.features(samples).double(), feature_net.features(x_test).double()
+    fd = metrics.frechet_distance(*metrics.feature_statistics(f_gen), *metrics.feature_statistics(f_ref))
+    precision, recall = metrics.precision_recall(f_ref, f_gen, k=k)
+    accuracy = (feature_net(samples).argmax(1) == requested).double().mean().item()
+    return dict(fd=fd, precision=precision, recall=recall, accuracy=accuracy)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m course.digits", description="Train and save the digits models.")
+    ap.add_argument("folder", help="where to write NAME.safetensors (the repository's data/)")
+    ap.add_argument("--only", action="append", choices=sorted(SPECS))
+    ap.add_argument("--force", action="store_true", help="overwrite existing files (otherwise they are kept)")
+    args = ap.parse_args(argv)
+    for name in args.only or SPECS:
+        path = Path(args.folder) / f"{name}.safetensors"
+        if path.exists() and not args.force:
+            print(f"{path} exists: kept (use --force to retrain and overwrite)")
+            continue
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        model = train_one(name)
+        seconds = time.perf_counter() - t0
+        checkpoints.save(model, path, command=f"python -m course.digits data --only {name} --force", train_seconds=f"{seconds:.1f}")
+        print(f"{path}: trained in {seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Lesson 6 exercises - yours to edit. Replace each `raise NotImplementedError(...)` with your code.
+
+Grade with `make grade` from the repository root (or: python -m course.grade notebooks/exercises --lesson lesson06).
+"""
+import torch
+
+
+def mask_logits(logits, ratio, generator=None, offdiag=False):
+    """The seminar's random-masking perturbation of self-attention (PAG ablation).
+
+    Args: logits [..., L, L] attention logits (queries x keys); ratio the probability that an entry
+    is masked; generator a torch.Generator (pass it to every random call); offdiag: if True, only
+    off-diagonal entries may be masked.
+    Returns a copy of logits with the masked entries set to -inf. A row must never be masked
+    entirely (its softmax would be 0/0): in such a row, keep the diagonal entry.
+    """
+    raise NotImplementedError("hint: masked = torch.rand(logits.shape, generator=generator) < ratio; then logits.masked_fill(masked, -inf)")

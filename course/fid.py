@@ -1,0 +1,66 @@
+"""Fréchet distances of generated images against reference statistics (REFERENCE section 7).
+
+FID compares Gaussians fitted to Inception-v3 pool features (2048-d) of 50,000 generated images
+with those of the real data: ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))
+(:func:`course.metrics.frechet_distance`). Nothing is downloaded here: the feature network and the
+reference statistics come from paths the user supplies.
+
+* Feature network: a TorchScript file (``torch.jit.save`` of a module mapping uint8 images
+  [N, 3, H, W] to features [N, D]), loaded with ``torch.jit.load`` - TorchScript, not a Python
+  pickle: it cannot import or run arbitrary Python.
+* Reference statistics: an ``.npz`` with arrays ``mu`` [D] and ``sigma`` [D, D] (the usual format
+  of FID reference files), read with ``allow_pickle=False``.
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+
+
+def load_feature_network(path, device="cpu"):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"feature network {path} not found: pass the path of a TorchScript Inception-v3 (or other) feature network")
+    try:
+        return torch.jit.load(str(path), map_location=device).eval()
+    except RuntimeError as err:
+        raise ValueError(f"{path} is not a TorchScript module ({err}); export one with torch.jit.script/trace and torch.jit.save") from None
+
+
+def load_reference(path):
+    """(mu [D], sigma [D, D]) float64 tensors from an .npz with arrays 'mu' and 'sigma'."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"reference statistics {path} not found: pass an .npz with arrays 'mu' and 'sigma'")
+    with np.load(path, allow_pickle=False) as f:
+        missing = {"mu", "sigma"} - set(f.files)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)}; it has {sorted(f.files)}")
+        mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"{path}: mu must be [D] and sigma [D, D]; got {list(mu.shape)} and {list(sigma.shape)}")
+    return mu, sigma
+
+
+def save_reference(path, features):
+    """Write the statistics of features [N, D] as an .npz reference file (mu, sigma)."""
+    mu, sigma = metrics.feature_statistics(features)
+    np.savez(path, mu=mu.numpy(), sigma=sigma.numpy())
+
+
+@torch.no_grad()
+def features_of(images_uint8, network, batch=100):
+    """Features [N, D] of uint8 images [N, 3, H, W], computed in batches."""
+    out = [network(images_uint8[i : i + batch]).double().cpu() for i in range(0, len(images_uint8), batch)]
+    return torch.cat(out).reshape(len(images_uint8), -1)
+
+
+def frechet_to_reference(features, reference):
+    """The Fréchet distance between features [N, D] and reference (mu, sigma)."""
+    mu, sigma = metrics.feature_statistics(features)
+    if mu.shape != reference[0].shape:
+        raise ValueError(f"features are {mu.shape[0]}-d but the reference statistics are {reference[0].shape[0]}-d: "
+                         "were they made with another feature network?")
+    return metrics.frechet_distance(mu, sigma, *reference)

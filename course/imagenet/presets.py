@@ -1,0 +1,131 @@
+"""Guided generation at ImageNet-64 as plain data, and the one place that finds checkpoints.
+
+A preset names the checkpoint files, the guider and its scale, and the sampler settings
+(REFERENCE sections 2, 4, 5). :func:`build` turns one into a guided denoiser made of the toy
+lessons' guiders, unchanged. Checkpoints are looked up in a folder given as an argument or by
+the environment variable ``COURSE_CHECKPOINTS``; nothing is ever downloaded.
+
+Without the checkpoints, ``build(..., tiny=True)`` makes a tiny random-weight network of the same
+classes instead, and says so: its pictures are noise by construction, the code path is the real one.
+"""
+import os
+from pathlib import Path
+
+import torch
+
+from .. import guiders
+from .adm import ADMClassifier, ADMClassifierOnSigma, ADMDenoiser, ADMUNet
+from .edm2 import EDM2Denoiser
+from .loading import load_adm_classifier, load_adm_unet, load_edm2_pickle
+
+EDM2_S = "edm2-img64-s-1073741-0.045.pkl"
+EDM2_XS_GUIDE = "edm2-img64-xs-0134217-0.110.pkl"
+ADM_UNET, ADM_CLASSIFIER = "64x64_diffusion.pt", "64x64_classifier.pt"
+SAMPLER = dict(steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0)  # EDM Heun, 63 calls (126 with a guide)
+
+PRESETS = {
+    "edm2-s-unguided": dict(family="edm2", main=EDM2_S, guider=None, w=1.0, sampler=SAMPLER,
+                            note="EDM2-S alone; published FID 1.58"),
+    "edm2-s-autoguidance-fid": dict(family="edm2", main=EDM2_S, guide=EDM2_XS_GUIDE, guider="autoguidance", w=1.70, sampler=SAMPLER,
+                                    note="S guided by XS trained 1/8 as long (EMA 0.045 / 0.110); published FID 1.01"),
+    "edm2-s-autoguidance-fd-dinov2": dict(family="edm2", main=EDM2_S, guide=EDM2_XS_GUIDE, guider="autoguidance", w=2.20, sampler=SAMPLER,
+                                          note="the FD_DINOv2 preset's scale (published 31.85); the EMA lengths of that preset "
+                                               "are not in REFERENCE.md, so the FID preset's files are used"),
+    "edm2-s-pag": dict(family="edm2", main=EDM2_S, guider="pag", w=2.0, layers=["unet.dec.8x8_in0"], sampler=SAMPLER,
+                       note="no published preset (EDM2 has no PAG): the course's choice, to compare"),
+    "adm-cg": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=SAMPLER,
+                   note="classifier_scale 1.0 of guided-diffusion (the course's w is that scale with a conditional model)"),
+    "adm-icg": dict(family="adm", main=ADM_UNET, guider="icg", w=1.5, sampler=SAMPLER,
+                    note="independent condition guidance: CFG-like guidance without a null class; w is the course's choice"),
+    "adm-pag": dict(family="adm", main=ADM_UNET, guider="pag", w=4.0,
+                    layers=["unet.input_blocks.13.1", "unet.input_blocks.14.1", "unet.input_blocks.15.1", "unet.middle_block.1"],
+                    sampler=SAMPLER, note="g = 4 as in the official PAG code for ADM, on the 8x8 attention blocks"),
+}
+
+# Tiny random-weight stand-ins with the same classes (used when checkpoints are absent, and in tests).
+TINY_EDM2 = dict(img_resolution=64, img_channels=3, label_dim=1000, model_channels=16, channel_mult=[1, 2, 2, 2], num_blocks=1,
+                 attn_resolutions=[16, 8], channels_per_head=16)
+TINY_ADM = dict(image_size=64, model_channels=32, num_res_blocks=1, num_head_channels=32, attention_resolutions="32,16,8",
+                channel_mult=(1, 1, 2, 2), num_classes=1000)
+TINY_ADM_CLASSIFIER = dict(image_size=64, model_channels=32, num_res_blocks=1, num_head_channels=32, attention_resolutions="32,16,8",
+                           channel_mult=(1, 1, 2, 2), out_channels=1000)
+
+
+def checkpoint_folder(folder=None) -> Path:
+    """The folder argument, else $COURSE_CHECKPOINTS, else an error that says how to set it."""
+    folder = folder or os.environ.get("COURSE_CHECKPOINTS")
+    if not folder:
+        raise FileNotFoundError("no checkpoint folder: pass one, or set COURSE_CHECKPOINTS to the folder that holds the "
+                                "ImageNet-64 checkpoints (README, 'ImageNet-64: getting the checkpoints')")
+    return Path(folder)
+
+
+def find_checkpoint(name, folder=None) -> Path:
+    """The path of checkpoint file ``name`` in the checkpoint folder, or a clear error."""
+    path = checkpoint_folder(folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {name} not found in {path.parent}. Download it from the official release "
+                                f"(README, 'ImageNet-64: getting the checkpoints') into that folder.")
+    return path
+
+
+def files_of(preset):
+    """Every checkpoint file a preset needs."""
+    p = PRESETS[preset]
+    return [p[k] for k in ("main", "guide", "classifier") if k in p]
+
+
+def available(preset, folder=None) -> bool:
+    """True if every checkpoint of ``preset`` is in the folder (False if no folder is set)."""
+    try:
+        return all(find_checkpoint(f, folder) for f in files_of(preset))
+    except FileNotFoundError:
+        return False
+
+
+def _networks(p, folder, tiny, adm_config=None):
+    """(main denoiser, guide denoiser or None, classifier or None) for a preset."""
+    if p["family"] == "edm2":
+        if tiny:
+            torch.manual_seed(0)
+            return EDM2Denoiser(**TINY_EDM2).eval(), (EDM2Denoiser(**TINY_EDM2).eval() if "guide" in p else None), None
+        main = load_edm2_pickle(find_checkpoint(p["main"], folder))
+        guide = load_edm2_pickle(find_checkpoint(p["guide"], folder)) if "guide" in p else None
+        return main, guide, None
+    if tiny:
+        torch.manual_seed(0)
+        unet = ADMUNet(**TINY_ADM).eval()
+        clf = ADMClassifier(**TINY_ADM_CLASSIFIER).eval() if "classifier" in p else None
+    else:
+        unet_config = {k: v for k, v in (adm_config or {}).items() if k != "classifier"}
+        unet = load_adm_unet(find_checkpoint(p["main"], folder), **unet_config)
+        clf = load_adm_classifier(find_checkpoint(p["classifier"], folder), **(adm_config or {}).get("classifier", {})) if "classifier" in p else None
+    return ADMDenoiser(unet), None, (ADMClassifierOnSigma(clf) if clf is not None else None)
+
+
+def build(preset, folder=None, tiny=False, w=None, adm_config=None):
+    """(guided denoiser, description) for ``preset``; ``w`` overrides the preset's scale.
+    ``tiny=True`` uses random-weight tiny networks of the same classes (no checkpoints needed).
+    ``adm_config`` overrides the ADM constructor (released 64x64 by default; key "classifier" for
+    the classifier's) - for checkpoints of other sizes, and for tests."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    w = p["w"] if w is None else w
+    main, guide, clf = _networks(p, folder, tiny, adm_config)
+    kind = p["guider"]
+    if kind is None:
+        D = main
+    elif kind == "autoguidance":
+        D = guiders.Autoguidance(main, guide, w)
+    elif kind == "pag":
+        layers = p["layers"] if not tiny else [name for name in (main.attention_blocks()) if "8x8" in name or "middle" in name][:2]
+        D = guiders.PAG(main, layers, w)
+    elif kind == "cg":
+        D = guiders.ClassifierGuidance(main, clf, w, conditional=True)
+    elif kind == "icg":
+        D = guiders.IndependentConditionGuidance(main, w, num_classes=1000)
+    else:
+        raise ValueError(f"preset {preset!r} names an unknown guider {kind!r}")
+    where = "tiny random-weight stand-in (NOT the released model: its images are noise)" if tiny else f"checkpoints in {checkpoint_folder(folder)}"
+    return D, f"{preset}: {kind or 'no guidance'} w={w:g}, {where}. {p['note']}"

@@ -1,0 +1,50 @@
+"""The digits rung: the data, the feature-space metrics on cases with known answers, and the
+committed checkpoints load and sample."""
+import pytest
+import torch
+
+from course import digits, guiders, metrics, samplers
+
+
+def test_data_split_and_range():
+    x, y, xt, yt = digits.load()
+    assert x.shape == (1347, 1, 8, 8) and xt.shape == (450, 1, 8, 8)
+    assert x.min() == -1 and x.max() == 1
+    assert torch.bincount(yt).min() >= 44  # stratified: every class in the test set
+
+
+def test_frechet_distance_closed_form():
+    mu1, mu2 = torch.tensor([0.0, 0.0]), torch.tensor([3.0, 4.0])
+    c1, c2 = torch.diag(torch.tensor([1.0, 4.0])), torch.diag(torch.tensor([4.0, 1.0]))
+    # ||mu1 - mu2||^2 + Tr(c1 + c2 - 2 (c1 c2)^(1/2)) = 25 + (10 - 2 * (2 + 2)) = 27
+    assert metrics.frechet_distance(mu1, c1, mu2, c2) == pytest.approx(27.0, abs=1e-9)
+    A = torch.randn(5, 5, dtype=torch.float64)
+    c = A @ A.T
+    assert metrics.frechet_distance(torch.zeros(5), c, torch.zeros(5), c) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_feature_metrics_on_identical_and_disjoint_sets():
+    feat = digits.FeatureNet().eval()
+    _, _, xt, yt = digits.load()
+    same = digits.measure(xt, yt, feat, xt)
+    assert same["fd"] == pytest.approx(0.0, abs=1e-6) and same["precision"] == 1.0 and same["recall"] == 1.0
+    far = digits.measure(torch.full_like(xt[:100], 1.0) * torch.linspace(0.9, 1, 100).reshape(-1, 1, 1, 1), yt[:100], feat, xt)
+    assert far["fd"] > 1.0 and far["precision"] == 0.0 and far["recall"] == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(digits.SPECS))
+def test_committed_checkpoints_load(name):
+    model = digits.load_model(name)
+    assert not model.training
+
+
+def test_committed_models_sample_and_classify():
+    D = digits.load_model("digits_main")
+    feat = digits.load_model("digits_features")
+    _, _, xt, yt = digits.load()
+    with torch.no_grad():
+        assert (feat(xt).argmax(1) == yt).double().mean() > 0.9  # the feature classifier works on real digits
+        labels = torch.arange(10).repeat(3)
+        x = samplers.sample(guiders.CFG(D, 2.0), 30, (1, 8, 8), y=labels, steps=16)
+    assert x.shape == (30, 1, 8, 8) and torch.isfinite(x).all()
+    assert (feat(x.clamp(-1, 1)).argmax(1) == labels).double().mean() > 0.5  # samples show the requested class
