@@ -97,7 +97,6 @@ def main():
                    else f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
             print(f"{family} {size}: {params / 1e6:.1f}M params, batch {batch}: forward {t * 1000:.0f} ms "
                   f"({batch / t:.1f} img/s); fused-attention baseline {t_base * 1000:.0f} ms; {mem}")
-            del model
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ A checkpoint holds the state dict plus, in the safetensors metadata, the model's
 constructor arguments, so :func:`load` rebuilds the model without running any code from the file
 (safetensors holds only tensors and strings). Every failure says what was expected.
 """
+import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -107,3 +109,33 @@ def load(path, model=None):
     check_state(state, model.state_dict(), path)
     model.load_state_dict(state)
     return model.eval()
+
+
+def data_folder() -> Path:
+    """Where the committed artefacts live: $COURSE_DATA if set, else the repository's data/
+    (beside the course/ package of an editable install)."""
+    return Path(os.environ.get("COURSE_DATA") or Path(__file__).resolve().parents[1] / "data")
+
+
+def retrain_main(prog, specs, train_one, argv=None):
+    """The command line of ``python -m course.toy_models`` / ``course.digits``: train the models
+    of ``specs`` (all, or --only NAME ...) with ``train_one(name)`` and save them to FOLDER,
+    keeping existing files unless --force. Each file records the command that regenerates it."""
+    ap = argparse.ArgumentParser(prog=f"python -m {prog}", description="Train and save the committed models.")
+    ap.add_argument("folder", help="where to write NAME.safetensors (the repository's data/)")
+    ap.add_argument("--only", action="append", choices=sorted(specs), help="train only these (repeatable)")
+    ap.add_argument("--force", action="store_true", help="overwrite existing files (otherwise they are kept)")
+    args = ap.parse_args(argv)
+    import torch
+
+    for name in args.only or specs:
+        path = Path(args.folder) / f"{name}.safetensors"
+        if path.exists() and not args.force:
+            print(f"{path} exists: kept (use --force to retrain and overwrite)")
+            continue
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        model = train_one(name)
+        seconds = time.perf_counter() - t0
+        save(model, path, command=f"python -m {prog} data --only {name} --force", train_seconds=f"{seconds:.1f}")
+        print(f"{path}: trained in {seconds:.1f} s")

@@ -13,9 +13,6 @@
 
 ``python -m course.digits data`` trains every model and saves it to data/ (see data/README.md).
 """
-import argparse
-import os
-import time
 from pathlib import Path
 
 import torch
@@ -147,15 +144,11 @@ def train_one(name, steps=None, progress=True):
     return train_classifier(model, x, y, steps, noisy=spec["kind"] == "noisy", progress=progress)
 
 
-def data_folder() -> Path:
-    return Path(os.environ.get("COURSE_DATA") or Path(__file__).resolve().parents[1] / "data")
-
-
 def load_model(name, folder=None):
     """A committed digits model from data/ (or ``folder``)."""
     if name not in SPECS:
         raise ValueError(f"unknown digits model {name!r}; known: {sorted(SPECS)}")
-    return checkpoints.load(Path(folder or data_folder()) / f"{name}.safetensors")
+    return checkpoints.load(Path(folder or checkpoints.data_folder()) / f"{name}.safetensors")
 
 
 @torch.no_grad()
@@ -172,22 +165,7 @@ def measure(samples, requested, feature_net, x_test, k=3):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m course.digits", description="Train and save the digits models.")
-    ap.add_argument("folder", help="where to write NAME.safetensors (the repository's data/)")
-    ap.add_argument("--only", action="append", choices=sorted(SPECS))
-    ap.add_argument("--force", action="store_true", help="overwrite existing files (otherwise they are kept)")
-    args = ap.parse_args(argv)
-    for name in args.only or SPECS:
-        path = Path(args.folder) / f"{name}.safetensors"
-        if path.exists() and not args.force:
-            print(f"{path} exists: kept (use --force to retrain and overwrite)")
-            continue
-        torch.manual_seed(0)
-        t0 = time.perf_counter()
-        model = train_one(name)
-        seconds = time.perf_counter() - t0
-        checkpoints.save(model, path, command=f"python -m course.digits data --only {name} --force", train_seconds=f"{seconds:.1f}")
-        print(f"{path}: trained in {seconds:.1f} s")
+    checkpoints.retrain_main("course.digits", SPECS, train_one, argv)
 
 
 if __name__ == "__main__":

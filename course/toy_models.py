@@ -10,9 +10,6 @@
 :func:`train_classifier` trains the classifier; ``python -m course.toy_models DIR`` trains and
 saves every committed toy checkpoint (see data/README.md).
 """
-import argparse
-import os
-import time
 from pathlib import Path
 
 import torch
@@ -164,37 +161,15 @@ def train_one(name, steps=None, progress=True, batch=2048):
     return trained
 
 
-def data_folder() -> Path:
-    """Where the committed artefacts live: $COURSE_DATA if set, else the repository's data/
-    (beside the course/ package of an editable install)."""
-    return Path(os.environ.get("COURSE_DATA") or Path(__file__).resolve().parents[1] / "data")
-
-
 def load(name, folder=None):
-    """Load the committed toy model ``name`` from ``folder`` (default: :func:`data_folder`)."""
+    """Load the committed toy model ``name`` from ``folder`` (default: :func:`course.checkpoints.data_folder`)."""
     if name not in SPECS:
         raise ValueError(f"unknown toy model {name!r}; known: {sorted(SPECS)}")
-    return checkpoints.load(Path(folder or data_folder()) / f"{name}.safetensors")
+    return checkpoints.load(Path(folder or checkpoints.data_folder()) / f"{name}.safetensors")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m course.toy_models", description="Train and save the toy models.")
-    ap.add_argument("folder", help="where to write NAME.safetensors (the repository's data/)")
-    ap.add_argument("--only", action="append", choices=sorted(SPECS), help="train only these (repeatable)")
-    ap.add_argument("--force", action="store_true", help="overwrite existing files (otherwise they are kept)")
-    args = ap.parse_args(argv)
-    for name in args.only or SPECS:
-        path = Path(args.folder) / f"{name}.safetensors"
-        if path.exists() and not args.force:
-            print(f"{path} exists: kept (use --force to retrain and overwrite)")
-            continue
-        torch.manual_seed(0)
-        t0 = time.perf_counter()
-        model = train_one(name)
-        seconds = time.perf_counter() - t0
-        checkpoints.save(model, path, command=f"python -m course.toy_models data --only {name} --force",
-                         train_seconds=f"{seconds:.1f}")
-        print(f"{path}: trained in {seconds:.1f} s")
+    checkpoints.retrain_main("course.toy_models", SPECS, train_one, argv)
 
 
 if __name__ == "__main__":

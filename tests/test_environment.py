@@ -5,8 +5,8 @@ import yaml
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+except ModuleNotFoundError:  # Python 3.10: the TOML reader that pip itself carries
+    from pip._vendor import tomli as tomllib
 
 from conftest import ROOT
 
@@ -46,7 +46,7 @@ def conda_requirements():
 
 
 def test_environment_yml_and_pyproject_agree():
-    pip, (conda, env) = pyproject_requirements(), conda_requirements()
+    pip, (conda, _) = pyproject_requirements(), conda_requirements()
     assert sorted(set(pip) - set(conda)) == [], "in pyproject.toml but not environment.yml"
     assert sorted(set(conda) - set(pip)) == [], "in environment.yml but not pyproject.toml"
     differ = {n: (pip[n], conda[n]) for n in pip if pip[n] != conda[n]}

@@ -2,7 +2,6 @@
 solution, and bad learner code fails its own exercise with a message without stopping the rest."""
 import subprocess
 import sys
-import textwrap
 
 import pytest
 

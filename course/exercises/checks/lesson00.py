@@ -24,4 +24,4 @@ def check_sample_mixture(fn):
         expect(((s - stds[k]).abs() / stds[k]).max() < 0.1, f"{call}: component {k} should have std {stds[k]:.2f} per axis; got {fmt(s)}")
     again = fn(weights, means, stds, 100, generator=torch.Generator().manual_seed(1))
     again2 = fn(weights, means, stds, 100, generator=torch.Generator().manual_seed(1))
-    expect(torch.equal(again, again2), f"sample_mixture(..., generator=torch.Generator().manual_seed(1)) gave different points on two calls: pass `generator` to every random function")
+    expect(torch.equal(again, again2), "sample_mixture(..., generator=torch.Generator().manual_seed(1)) gave different points on two calls: pass `generator` to every random function")
