@@ -5,9 +5,10 @@ with those of the real data: ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2
 (:func:`course.metrics.frechet_distance`). Nothing is downloaded here: the feature network and the
 reference statistics come from paths the user supplies.
 
-* Feature network: a TorchScript file (``torch.jit.save`` of a module mapping uint8 images
-  [N, 3, H, W] to features [N, D]), loaded with ``torch.jit.load`` - TorchScript, not a Python
-  pickle: it cannot import or run arbitrary Python.
+* Feature network: a module mapping uint8 images [N, 3, H, W] to features [N, D], saved with
+  ``torch.export.save`` (a ``.pt2`` file: a serialized graph of tensor operations, which cannot
+  import or run arbitrary Python) or, the older way, as TorchScript (``torch.jit.save``, deprecated
+  by PyTorch).
 * Reference statistics: an ``.npz`` with arrays ``mu`` [D] and ``sigma`` [D, D] (the usual format
   of FID reference files), read with ``allow_pickle=False``.
 """
@@ -20,13 +21,17 @@ from . import metrics
 
 
 def load_feature_network(path, device="cpu"):
+    """The feature network at ``path``: a torch.export program (.pt2) or a TorchScript file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"feature network {path} not found: pass the path of a TorchScript Inception-v3 (or other) feature network")
+        raise FileNotFoundError(f"feature network {path} not found: pass the path of an exported (.pt2) or TorchScript feature network")
     try:
+        if path.suffix == ".pt2":
+            return torch.export.load(str(path)).module().to(device)
         return torch.jit.load(str(path), map_location=device).eval()
-    except RuntimeError as err:
-        raise ValueError(f"{path} is not a TorchScript module ({err}); export one with torch.jit.script/trace and torch.jit.save") from None
+    except Exception as err:  # whatever the loaders raise on a damaged or foreign file
+        raise ValueError(f"{path} is neither a torch.export program (.pt2) nor a TorchScript module ({err}); "
+                         "save the network with torch.export.save") from None
 
 
 def load_reference(path):

@@ -4,8 +4,9 @@
     python -m course.generate adm-cg --tiny --out runs/tiny --n 16        # no checkpoints: tiny random networks
 
 Resumable: images are written in batches (``batch_NNNNN.safetensors``); a rerun skips the batches
-already there. Every file is written atomically. With ``--fid-network`` (a TorchScript feature
-network) and ``--fid-ref`` (an .npz with mu, sigma) the JSON also holds the Fréchet distance.
+already there. Every file is written atomically. With ``--fid-network`` (an exported .pt2 or
+TorchScript feature network) and ``--fid-ref`` (an .npz with mu, sigma) the JSON also holds the
+Fréchet distance.
 """
 import argparse
 import json
@@ -93,7 +94,7 @@ def main(argv=None):
     ap.add_argument("--w", type=float, help="override the preset's guidance scale")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--autocast", action="store_true", help="bf16 autocast on CUDA")
-    ap.add_argument("--fid-network", help="TorchScript feature network (uint8 images -> features)")
+    ap.add_argument("--fid-network", help="feature network, torch.export .pt2 or TorchScript (uint8 images -> features)")
     ap.add_argument("--fid-ref", help=".npz reference statistics with arrays mu and sigma")
     args = ap.parse_args(argv)
     try:

@@ -75,11 +75,12 @@ def test_fid_pipeline_with_a_user_supplied_network_and_reference(tmp_path):
         def forward(self, x):
             return x.float().mean(dim=(2, 3))  # [N, 3] per-channel means: a stand-in feature network
 
-    path = tmp_path / "features.pt"
-    torch.jit.save(torch.jit.script(Features()), str(path))
-    net = fid.load_feature_network(path)
+    path = tmp_path / "features.pt2"
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (200, 3, 8, 8), generator=g, dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=100_000)
+    torch.export.save(torch.export.export(Features(), (images[:4],), dynamic_shapes={"x": {0: batch}}), str(path))
+    net = fid.load_feature_network(path)
     feats = fid.features_of(images, net, batch=64)
     fid.save_reference(tmp_path / "ref.npz", feats)
     ref = fid.load_reference(tmp_path / "ref.npz")
@@ -88,6 +89,10 @@ def test_fid_pipeline_with_a_user_supplied_network_and_reference(tmp_path):
     mu, cov = metrics.feature_statistics(shifted)
     assert fid.frechet_to_reference(shifted, ref) == pytest.approx(metrics.frechet_distance(mu, cov, *ref))
     assert fid.frechet_to_reference(shifted, ref) > 100
+    bad = tmp_path / "bad.pt2"
+    bad.write_bytes(b"not a program")
+    with pytest.raises(ValueError, match="torch.export.save"):
+        fid.load_feature_network(bad)
     with pytest.raises(FileNotFoundError, match="reference statistics"):
         fid.load_reference(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="-d but the reference"):
