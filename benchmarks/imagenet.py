@@ -1,6 +1,7 @@
-"""Forward-pass time and memory of our ImageNet-64 networks on this machine (prints numbers only).
+"""Forward-pass time and memory of our ImageNet-64 networks, and guided-sampling throughput with
+the branches batched into one call against separate calls (prints numbers only).
 
-    python benchmarks/imagenet.py [--device cuda] [--sizes shared,xs,s]
+    python benchmarks/imagenet.py [--device cuda] [--sizes shared,xs,s] [--sampling-only]
 
 "shared" is the conformance configuration (EDM2 model_channels 32, ADM 32) at batch 4; "xs" and
 "s" are EDM2's img64 XS (128 channels) and S (192) and the released ADM 64x64 UNet (192), at
@@ -18,7 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from course.imagenet import adm, edm2  # noqa: E402
+from course import guiders, samplers  # noqa: E402
+from course.imagenet import adm, edm2, presets  # noqa: E402
 from course.imagenet.loading import ADM64_UNET  # noqa: E402
 
 EDM2_IMG64 = dict(img_resolution=64, img_channels=3, label_dim=1000, channel_mult=[1, 2, 3, 4], num_blocks=3, attn_resolutions=[16, 8])
@@ -66,14 +68,43 @@ def time_forward(fn, repeat, device):
     return best
 
 
+def bench_guided_sampling(dev, n, steps, tiny):
+    """Images per second of guided EDM Heun sampling, batched branches vs separate calls."""
+    cases = [("ADM ICG w=1.5", "adm-icg", lambda D, b: guiders.IndependentConditionGuidance(D.D, 1.5, 1000, batched=b)),
+             ("ADM PAG w=4", "adm-pag", lambda D, b: guiders.PAG(D.D, D.layers, 4.0, batched=b)),
+             ("EDM2 PAG w=2", "edm2-s-pag", lambda D, b: guiders.PAG(D.D, D.layers, 2.0, batched=b))]
+    sig = samplers.edm_sigmas(steps, 0.002, 80.0, 7.0)
+    for label, name, remake in cases:
+        D, _ = presets.build(name, tiny=tiny)
+        D.D.to(dev)
+        g = torch.Generator().manual_seed(0)
+        labels = torch.randint(0, 1000, (n,), generator=g).to(dev)
+        noise = (torch.randn(n, 3, 64, 64, generator=g) * sig[0].item()).to(dev)
+        rates = {}
+        for batched in (True, False):
+            Dg = remake(D, batched)
+            with torch.no_grad():
+                t = time_forward(lambda: samplers.edm_heun(Dg, noise, sig, labels), 1, dev)
+            rates[batched] = n / t
+        size = "tiny random config" if tiny else "released config"
+        print(f"guided sampling, {label} ({size}), {n} images, {steps} Heun steps: batched {rates[True]:.2f} img/s, "
+              f"separate calls {rates[False]:.2f} img/s (batched/separate {rates[True] / rates[False]:.2f}x)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sizes", default="shared,xs,s")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sampling-only", action="store_true")
     args = ap.parse_args()
     dev = args.device
     print(f"torch {torch.__version__}, device {dev}, {torch.get_num_threads()} CPU threads")
+    # the tiny random-weight configuration of lesson 7 (the released checkpoints, if present, on a GPU)
+    real = dev != "cpu" and all(presets.available(p) for p in ("adm-icg", "adm-pag", "edm2-s-pag"))
+    bench_guided_sampling(dev, n=4 if dev == "cpu" else 64, steps=8 if dev == "cpu" else 32, tiny=not real)
+    if args.sampling_only:
+        return
     for size in args.sizes.split(","):
         e_cfg, a_cfg, batch = CONFIGS[size]
         if dev == "cuda":
