@@ -112,6 +112,15 @@ def timestep_from_sigma(sigma, abar_table: torch.Tensor) -> torch.Tensor:
     return lo.to(torch.float64) + frac
 
 
+def vp_input(x, sigma, abar_table):
+    """The VP network input for a VE point x [N, ...] at noise sigma (number or [N]):
+    (x_t = sqrt(abar) x with abar = 1/(1 + sigma^2), the continuous timestep t [N] of the table)."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(x.shape[0])
+    t = timestep_from_sigma(sigma.cpu(), abar_table.cpu()).to(x.device)
+    x_t = x * expand_sigma(abar_from_sigma(sigma).sqrt().to(x.dtype), x)
+    return x_t, t.to(x.dtype)
+
+
 class EpsDenoiser(torch.nn.Module):
     """Turn a VP eps-network ``eps_net(x_t, t, y)`` into a denoiser ``D(x, sigma, y)``.
 
@@ -129,13 +138,10 @@ class EpsDenoiser(torch.nn.Module):
         self.round_timesteps = round_timesteps
 
     def eps(self, x, sigma, y=None):
-        sigma_b = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(x.shape[0])
-        t = timestep_from_sigma(sigma_b, self.abar_table)
+        x_t, t = vp_input(x, sigma, self.abar_table)
         if self.round_timesteps:
             t = t.round()
-        abar = abar_from_sigma(sigma_b)
-        x_t = x * expand_sigma(abar.sqrt().to(x.dtype), x)
-        return self.eps_net(x_t, t.to(x.dtype), y)
+        return self.eps_net(x_t, t, y)
 
     def forward(self, x, sigma, y=None):
         return x0_from_eps(x, self.eps(x, sigma, y), sigma)

@@ -267,33 +267,22 @@ class ADMClassifier(_Encoder):
         return self.out(self.middle_block(h, emb))
 
 
-class ADMDenoiser(nn.Module):
-    """An ADM eps-model as a course denoiser D(x, sigma, y) through the VP bridge, with the
-    model's own schedule (cosine for the 64x64 model): abar = 1/(1 + sigma^2), x_t = sqrt(abar) x,
-    t the (continuous) timestep with that abar, D = x - sigma eps(x_t, t, y)[:, :3].
+class ADMDenoiser(cv.EpsDenoiser):
+    """An ADM eps-model as a course denoiser D(x, sigma, y) through the VP bridge
+    (:class:`course.conversions.EpsDenoiser`) with the model's own schedule (cosine for the 64x64
+    model): x_t = sqrt(abar) x, abar = 1/(1 + sigma^2), t the (continuous) timestep with that abar,
+    D = x - sigma eps(x_t, t, y), eps = the first 3 of the 6 output channels.
 
     The model has no null class: y = None raises; for CFG-like guidance use independent condition
     guidance (a random label as the "unconditional" branch, REFERENCE section 6)."""
 
     def __init__(self, unet: ADMUNet, betas=None):
-        super().__init__()
+        super().__init__(lambda x_t, t, y: self.unet(x_t, t, y)[:, :3],
+                         cv.alphas_cumprod(cv.cosine_betas(1000) if betas is None else betas))
         self.unet = unet
-        abar = cv.alphas_cumprod(cv.cosine_betas(1000) if betas is None else betas)
-        self.register_buffer("abar", abar, persistent=False)
 
     def attention_blocks(self):
         return ["unet." + n for n in self.unet.attention_blocks()]
-
-    def eps(self, x, sigma, y=None):
-        n = x.shape[0]
-        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(n)
-        t = cv.timestep_from_sigma(sigma.cpu(), self.abar.cpu()).to(x.device)
-        abar = cv.abar_from_sigma(sigma)
-        x_t = x * abar.sqrt().to(x.dtype).reshape(-1, 1, 1, 1)
-        return self.unet(x_t, t.to(x.dtype), y)[:, :3]
-
-    def forward(self, x, sigma, y=None):
-        return cv.x0_from_eps(x, self.eps(x, sigma, y), torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]))
 
 
 class ADMClassifierOnSigma(nn.Module):
@@ -306,9 +295,7 @@ class ADMClassifierOnSigma(nn.Module):
         self.register_buffer("abar", cv.alphas_cumprod(cv.cosine_betas(1000) if betas is None else betas), persistent=False)
 
     def forward(self, x, sigma, y):
-        n = x.shape[0]
-        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(n)
-        t = cv.timestep_from_sigma(sigma.cpu(), self.abar.cpu()).to(x.device)
-        x_t = x * cv.abar_from_sigma(sigma).sqrt().to(x.dtype).reshape(-1, 1, 1, 1)
-        logp = torch.log_softmax(self.classifier(x_t, t.to(x.dtype)), dim=-1)
-        return logp.gather(1, torch.as_tensor(y, dtype=torch.long, device=x.device).reshape(-1, 1).expand(n, 1)).squeeze(1)
+        x_t, t = cv.vp_input(x, sigma, self.abar)
+        logp = torch.log_softmax(self.classifier(x_t, t), dim=-1)
+        y = torch.as_tensor(y, dtype=torch.long, device=x.device).reshape(-1, 1).expand(x.shape[0], 1)
+        return logp.gather(1, y).squeeze(1)
