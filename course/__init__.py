@@ -1,0 +1,14 @@
+"""The guidance course's package: one idea, a denoiser D(x, sigma, y) -> estimate of x0.
+
+Modules, one concept each (read them next to the lessons):
+    settings      the fast-mode switch            conversions  eps / score / x0, VP <-> sigma
+    mixtures      exact Gaussian mixtures         presets      ring, fractal tree, fitted moons
+    samplers      DDPM, DDIM, EDM Euler / Heun    mlp          tiny MLP denoisers
+    training      Algorithm 1, EDM loss, EMA      checkpoints  safetensors, atomic writes
+    guiders       CG, CFG, ICG, autoguidance, PAG attention    perturbable self-attention
+    metrics       distances between samples       evaluation   scoring guided toy samples
+    likelihood    a denoiser's density (ODE)      plots        figure helpers
+    toy_models    the toy lessons' models         digits       the 8x8 digits rung
+    imagenet/     EDM2, ADM, safe loading, presets  conformance, fid, generate, grade, exercises/
+"""
+__version__ = "0.1.0"

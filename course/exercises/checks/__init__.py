@@ -1,0 +1,1 @@
+"""Checks (graders) of the exercises, one module per lesson."""
