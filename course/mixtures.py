@@ -24,7 +24,7 @@ import torch
 
 from .conversions import expand_sigma
 
-_CHUNK = 2048  # points per block: the [block, K] work array stays in cache (measured ~2x faster than 32k)
+_CHUNK = 4096  # points per block: the [block, K] work array stays small (measured fastest of 1k-8k at K = 1000)
 
 
 class GaussianMixture:
@@ -119,7 +119,11 @@ class GaussianMixture:
             - 0.5 * d * math.log(2 * math.pi)
         )
         W = torch.cat([quad, Pmu, const.unsqueeze(1)], dim=1).T.contiguous()  # [m, K]
-        out = (W, P.reshape(-1, d * d).contiguous(), Pmu)
+        Pflat = P.reshape(-1, d * d)
+        # for the score: one product of the responsibilities with [P_k | P_k mu_k | 1] gives
+        # sum_k r_k P_k, sum_k r_k P_k mu_k and sum_k r_k at once
+        stats = torch.cat([Pflat, Pmu, torch.ones_like(Pmu[:, :1])], dim=1).contiguous()  # [K, d*d + d + 1]
+        out = (W, Pflat.contiguous(), Pmu, stats)
         if len(self._cache) > 256:
             self._cache.clear()
         self._cache[key] = out
@@ -163,18 +167,17 @@ class GaussianMixture:
                 torch.zeros(1, dtype=torch.bool) if mask is None else ~mask, -math.inf), dim=1)
             out = torch.zeros(x_in.shape, dtype=torch.float64)
             for idx, s in self._sigma_groups(sigma, x_in.shape[0]):
-                _, Pflat, Pmu = self._coefficients(s)
+                _, Pflat, Pmu, _ = self._coefficients(s)
                 xb = x_in[idx].to(torch.float64)
                 Pbar = (r[idx] @ Pflat).view(-1, d, d)
                 out[idx] = r[idx] @ Pmu - (Pbar @ xb.unsqueeze(-1)).squeeze(-1)
             return out.to(x_in.dtype)
         out = torch.empty(x_in.shape, dtype=torch.float64)
         for idx, xb, logits, s in self._logit_blocks(x_in, sigma, mask):
-            _, Pflat, Pmu = self._coefficients(s)
+            stats = self._coefficients(s)[3]
             # unnormalised responsibilities, in place: r_k ∝ w_k N(x; mu_k, C_k + s^2 I)
             logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
-            # one product gives sum_k r_k P_k, sum_k r_k P_k mu_k and sum_k r_k
-            sums = logits @ torch.cat([Pflat, Pmu, torch.ones_like(Pmu[:, :1])], dim=1)
+            sums = logits @ stats  # sum_k r_k P_k | sum_k r_k P_k mu_k | sum_k r_k
             sums = sums[:, :-1] / sums[:, -1:]
             Pbar, Pbar_mu = sums[:, : d * d].view(-1, d, d), sums[:, d * d :]
             out[idx] = Pbar_mu - (Pbar @ xb.unsqueeze(-1)).squeeze(-1)  # sum_k r_k P_k (mu_k - x)
