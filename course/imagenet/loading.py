@@ -59,22 +59,21 @@ def load_state_dict_pt(path, what="checkpoint"):
     return state
 
 
+def _load_into(model, path, what):
+    state = load_state_dict_pt(path, what)
+    check_state(state, model.state_dict(), path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})  # released weights are fp16
+    return model.eval()
+
+
 def load_adm_unet(path, **config):
     """ADMUNet from a guided-diffusion .pt (default config: the released 64x64 model)."""
-    model = ADMUNet(**{**ADM64_UNET, **config})
-    state = load_state_dict_pt(path, "ADM UNet checkpoint")
-    check_state(state, model.state_dict(), path)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return _load_into(ADMUNet(**{**ADM64_UNET, **config}), path, "ADM UNet checkpoint")
 
 
 def load_adm_classifier(path, **config):
     """ADMClassifier from a guided-diffusion .pt (default config: the released 64x64 classifier)."""
-    model = ADMClassifier(**{**ADM64_CLASSIFIER, **config})
-    state = load_state_dict_pt(path, "ADM classifier checkpoint")
-    check_state(state, model.state_dict(), path)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return _load_into(ADMClassifier(**{**ADM64_CLASSIFIER, **config}), path, "ADM classifier checkpoint")
 
 
 # --- EDM2 ------------------------------------------------------------------------------------------------
