@@ -163,8 +163,10 @@ class GaussianMixture:
         d = self.dim
         mask = self._class_mask(y, x_in.shape[0])
         if x_in.requires_grad and torch.is_grad_enabled():  # a differentiable (unchunked) path
-            r = torch.softmax(self.component_log_probs(x_in, sigma).masked_fill(
-                torch.zeros(1, dtype=torch.bool) if mask is None else ~mask, -math.inf), dim=1)
+            logits = self.component_log_probs(x_in, sigma)
+            if mask is not None:
+                logits = logits.masked_fill(~mask, -math.inf)
+            r = torch.softmax(logits, dim=1)
             out = torch.zeros(x_in.shape, dtype=torch.float64)
             for idx, s in self._sigma_groups(sigma, x_in.shape[0]):
                 _, Pflat, Pmu, _ = self._coefficients(s)

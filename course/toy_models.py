@@ -92,12 +92,13 @@ class AttentionNet(nn.Module):
     def forward(self, x, c_noise, y=None):
         N, d = x.shape
         coords = self.value(x.reshape(-1)).reshape(N, d, -1)
-        context = self.noise(c_noise)
+        noise = self.noise(c_noise)
+        context = noise
         if self.label is not None:
             y = torch.full((N,), self.num_classes, dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long).reshape(-1).expand(N)
             context = context + self.label(torch.where(y < 0, self.num_classes, y))
         # sigma reaches every token (a coordinate needs to know how noisy it is); y only the context token
-        h = torch.cat([coords + self.noise(c_noise).unsqueeze(1), context.unsqueeze(1)], dim=1) + self.position
+        h = torch.cat([coords + noise.unsqueeze(1), context.unsqueeze(1)], dim=1) + self.position
         for block in self.blocks:
             h = block(h)
         return self.out(h[:, :d]).squeeze(-1)
