@@ -31,6 +31,19 @@ def expand_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     return sigma.reshape(-1, *([1] * (x.ndim - 1)))
 
 
+def as_labels(y) -> torch.Tensor:
+    """Class labels as a long tensor. Integer-valued floats are accepted (1.0 -> 1); any other
+    float (1.7) is an error, never silently truncated."""
+    t = torch.as_tensor(y)
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"labels must be integers; got a {t.dtype} tensor")
+    if t.is_floating_point():
+        if not torch.isfinite(t).all() or (t != t.round()).any():
+            raise ValueError(f"labels must be whole numbers (class indices); got {t.reshape(-1)[:8].tolist()}: "
+                             "pass integer labels, e.g. torch.tensor([0, 1])")
+    return t.to(torch.long)
+
+
 # --- eps, x0 and score (VE form) -------------------------------------------------------------
 def x0_from_eps(x, eps, sigma):
     """D = x - sigma * eps."""

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoints, metrics, training
 from .imagenet.edm2 import EDM2Denoiser
+from .conversions import as_labels
 from .mlp import FourierEmbedding
 
 
@@ -70,7 +71,7 @@ class NoisyClassifier(nn.Module):
 
     def log_prob(self, x, sigma, y):
         logp = torch.log_softmax(self.forward(x, sigma), dim=1)
-        return logp.gather(1, torch.as_tensor(y, dtype=torch.long).reshape(-1, 1).expand(x.shape[0], 1)).squeeze(1)
+        return logp.gather(1, as_labels(y).reshape(-1, 1).expand(x.shape[0], 1)).squeeze(1)
 
 
 class FeatureNet(nn.Module):

@@ -12,19 +12,27 @@ Everything is vectorised over points and components and computed in float64 (the
 back in x's dtype). Component log-densities use a quadratic-feature matrix product: with
 ``P_k = (C_k + sigma^2 I)^-1``,
 
-    log w_k N(x; mu_k, .) = -1/2 x^T P_k x + x^T P_k mu_k - 1/2 mu_k^T P_k mu_k - 1/2 log det(2 pi C_k)
+    log w_k N(x; mu_k, .) = log w_k - 1/2 x^T P_k x + x^T P_k mu_k - 1/2 mu_k^T P_k mu_k
+                            - 1/2 log det(2 pi (C_k + sigma^2 I))
                           = phi(x) . W[:, k]
 
 where ``phi(x) = [x_i x_j (i <= j), x_i, 1]``. One [N, m] x [m, K] product gives all the
 log-densities; log-sum-exp keeps them finite far from the data and at tiny sigma.
+
+With one sigma per row (training on the exact target draws a sigma per sample), a matrix per
+sigma would be built N times. Instead the eigen-decomposition ``C_k = U_k diag(l_k) U_k^T``
+is reused: ``z = U_k^T (x - mu_k)`` and ``lam = l_k + sigma_i^2`` give every row's
+log-density and score in batched tensor operations (see :meth:`GaussianMixture._row_terms`).
 """
 import math
 
 import torch
 
-from .conversions import expand_sigma
+from .conversions import as_labels, expand_sigma
 
 _CHUNK = 4096  # points per block: the [block, K] work array stays small (measured fastest of 1k-8k at K = 1000)
+_FEW_SIGMAS = 8  # up to this many distinct sigmas: one cached matrix per sigma; more: the per-row path
+_ROW_BLOCK_BYTES = 2**22  # per-row path: [rows, K, d] work arrays of ~4 MB stay in cache (measured 1.6x faster than 64 MB)
 
 
 class GaussianMixture:
@@ -140,10 +148,34 @@ class GaussianMixture:
         """log(w_k N(x; mu_k, C_k + sigma^2 I)): [N, K] float64, differentiable in x (not chunked:
         mind the memory for large N x K)."""
         x = self._check_x(x).to(torch.float64)
+        groups = self._sigma_groups(sigma, x.shape[0])
+        if groups is None:
+            return self._row_terms(x, self._check_sigma(sigma, x.shape[0]))[0]
         out = torch.empty(x.shape[0], self.num_components, dtype=torch.float64)
-        for idx, s in self._sigma_groups(sigma, x.shape[0]):
+        for idx, s in groups:
             out[idx] = self._features(x[idx]) @ self._coefficients(s)[0]
         return out
+
+    def _row_terms(self, x, s):
+        """One noise level per row, s [n]: (logits [n, K], v [n, K, d]) with
+        logits = log w_k N(x; mu_k, C_k + s^2 I) and v = U_k^T (mu_k - x) / (l_k + s^2), so that
+        P_k (mu_k - x) = U_k v_k. Uses the cached eigen-decomposition: nothing per sigma is built;
+        z = U_k^T (mu_k - x) for every k is one [n, d] x [d, K d] product."""
+        K, d = self.num_components, self.dim
+        U_cat = self._evecs.permute(1, 0, 2).reshape(d, K * d)  # [d, K d]: column (k, e) is U_k[:, e]
+        c = torch.einsum("kde,kd->ke", self._evecs, self.means).reshape(1, K * d)  # U_k^T mu_k
+        z = (c - x @ U_cat).view(-1, K, d)
+        lam = self._evals.unsqueeze(0) + s.reshape(-1, 1, 1) ** 2  # eigenvalues of C_k + s_i^2 I
+        v = z / lam
+        logits = (torch.log(self.weights) - 0.5 * (z * v).sum(-1) - 0.5 * torch.log(lam.prod(-1))  # one log per (row, component)
+                  - 0.5 * d * math.log(2 * math.pi))
+        return logits, v
+
+    def _row_score(self, r, v):
+        """sum_k r_k U_k v_k [n, d] from responsibilities r [n, K] and v of :meth:`_row_terms`."""
+        K, d = self.num_components, self.dim
+        U_cat = self._evecs.permute(1, 0, 2).reshape(d, K * d)
+        return (r.unsqueeze(-1) * v).reshape(-1, K * d) @ U_cat.T
 
     # --- the public exact quantities --------------------------------------------------------------
     def log_prob(self, x, sigma=0.0) -> torch.Tensor:
@@ -167,8 +199,12 @@ class GaussianMixture:
             if mask is not None:
                 logits = logits.masked_fill(~mask, -math.inf)
             r = torch.softmax(logits, dim=1)
+            groups = self._sigma_groups(sigma, x_in.shape[0])
+            if groups is None:
+                _, v = self._row_terms(x_in.to(torch.float64), self._check_sigma(sigma, x_in.shape[0]))
+                return self._row_score(r, v).to(x_in.dtype)
             out = torch.zeros(x_in.shape, dtype=torch.float64)
-            for idx, s in self._sigma_groups(sigma, x_in.shape[0]):
+            for idx, s in groups:
                 _, Pflat, Pmu, _ = self._coefficients(s)
                 xb = x_in[idx].to(torch.float64)
                 Pbar = (r[idx] @ Pflat).view(-1, d, d)
@@ -176,6 +212,10 @@ class GaussianMixture:
             return out.to(x_in.dtype)
         out = torch.empty(x_in.shape, dtype=torch.float64)
         for idx, xb, logits, s in self._logit_blocks(x_in, sigma, mask):
+            if isinstance(s, tuple):  # one sigma per row: sum_k r_k P_k (mu_k - x) = sum_k r_k U_k v_k
+                r = torch.softmax(logits, dim=1)
+                out[idx] = self._row_score(r, s[1])
+                continue
             stats = self._coefficients(s)[3]
             # unnormalised responsibilities, in place: r_k ∝ w_k N(x; mu_k, C_k + s^2 I)
             logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()
@@ -233,6 +273,12 @@ class GaussianMixture:
     # --- sampling and conditioning ------------------------------------------------------------------
     def sample(self, n: int, sigma=0.0, generator=None, return_components=False, dtype=torch.float32):
         """n exact samples of p(x; sigma): [n, d] (and the [n] component indices if asked)."""
+        if int(n) != n or n < 0:
+            raise ValueError(f"n must be a whole number >= 0; got {n}")
+        self._check_sigma(sigma, 1)
+        if n == 0:
+            x, k = torch.empty(0, self.dim, dtype=dtype), torch.empty(0, dtype=torch.long)
+            return (x, k) if return_components else x
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         L = self._evecs * torch.sqrt(self._evals + float(sigma) ** 2).unsqueeze(1)  # C + s^2 I = L L^T
         z = torch.randn(n, self.dim, 1, dtype=torch.float64, generator=generator)
@@ -260,13 +306,27 @@ class GaussianMixture:
             raise ValueError(
                 f"x must have shape [N, {self.dim}] (points of this {self.dim}-D mixture); got {list(x.shape)}"
             )
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).any(dim=1).nonzero().reshape(-1)
+            raise ValueError(f"x holds NaN or inf in {len(bad)} row(s) (first: row {bad[0].item()}); "
+                             "the exact quantities are defined for finite points only")
         return x
+
+    @staticmethod
+    def _check_sigma(sigma, n) -> torch.Tensor:
+        """sigma as a float64 tensor ([] or [n]), finite and >= 0, or a ValueError saying what is wrong."""
+        s = torch.as_tensor(sigma, dtype=torch.float64)
+        if s.ndim > 1 or (s.ndim == 1 and s.shape[0] not in (1, n)):
+            raise ValueError(f"sigma must be a number or a tensor of shape [N] = [{n}]; got {list(s.shape)}")
+        if not torch.isfinite(s).all() or (s < 0).any():
+            raise ValueError(f"sigma must be finite and >= 0; got {s.reshape(-1)[:8].tolist()}")
+        return s.reshape(-1) if s.ndim == 1 and s.shape[0] == n and n != 1 else s
 
     def _class_mask(self, y, n):
         if y is None:
             return None
         self._need_labels()
-        y = torch.as_tensor(y, dtype=torch.long).reshape(-1)
+        y = as_labels(y).reshape(-1)
         if y.numel() == 1:
             y = y.expand(n)
         if y.shape[0] != n:
@@ -276,27 +336,40 @@ class GaussianMixture:
         # label -1 (the null label of CFG) keeps every component: the unconditional mixture
         return (self.labels.unsqueeze(0) == y.unsqueeze(1)) | (y.unsqueeze(1) < 0)  # [N, K]
 
-    @staticmethod
-    def _sigma_groups(sigma, n):
-        """Split the N rows into groups of equal sigma: yields (row index, sigma as float)."""
-        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1)
+    @classmethod
+    def _sigma_groups(cls, sigma, n):
+        """Split the N rows into groups of equal sigma: a list of (row index, sigma as float),
+        or None when there are more than _FEW_SIGMAS distinct values (use the per-row path)."""
+        s = cls._check_sigma(sigma, n).reshape(-1)
         if s.numel() == 1:
-            yield slice(None), float(s)
-            return
-        if s.shape[0] != n:
-            raise ValueError(f"sigma must be a number or a tensor of shape [N] = [{n}]; got {list(s.shape)}")
-        for value in torch.unique(s):
-            yield torch.nonzero(s == value).squeeze(1), float(value)
+            return [(slice(None), float(s))]
+        values = torch.unique(s)
+        if len(values) > _FEW_SIGMAS:
+            return None
+        return [(torch.nonzero(s == value).squeeze(1), float(value)) for value in values]
 
     def _logit_blocks(self, x, sigma, mask=None):
         """Blocks of at most _CHUNK rows with one sigma each.
 
-        Yields (row index, rows in float64, logits [n, K] = log w_k N(x; mu_k, C_k + s^2 I), sigma).
+        Yields (row index, rows in float64, logits [n, K] = log w_k N(x; mu_k, C_k + s^2 I), sigma);
+        sigma is a float, or (sigmas [n], v [n, K, d]) on the per-row path (see :meth:`_row_terms`).
         The logits live in one reused buffer: consume them before the next block.
         """
         n = x.shape[0]
+        groups = self._sigma_groups(sigma, n)
+        if groups is None:  # many distinct sigmas: per-row terms from the eigen-decomposition
+            s_rows = self._check_sigma(sigma, n)
+            step = max(1, _ROW_BLOCK_BYTES // (8 * self.num_components * self.dim))
+            for start in range(0, n, step):
+                block = slice(start, min(n, start + step))
+                xb = x[block].to(torch.float64)
+                logits, v = self._row_terms(xb, s_rows[block])
+                if mask is not None:
+                    logits.masked_fill_(~mask[block], -math.inf)
+                yield block, xb, logits, (s_rows[block], v)
+            return
         buf = torch.empty(min(_CHUNK, n), self.num_components, dtype=torch.float64)
-        for idx, s in self._sigma_groups(sigma, n):
+        for idx, s in groups:
             rows = torch.arange(n)[idx]
             for start in range(0, rows.numel(), _CHUNK):
                 block = rows[start : start + _CHUNK]

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from .conversions import as_labels
+
 
 class FourierEmbedding(nn.Module):
     """[N] scalars -> [N, 2 * n] features cos(2 pi f x), sin(2 pi f x) with fixed random f."""
@@ -43,9 +45,10 @@ class Backbone(nn.Module):
         null = torch.full((n,), self.num_classes, dtype=torch.long, device=device)
         if y is None:
             return null
-        y = torch.as_tensor(y, dtype=torch.long, device=device).reshape(-1).expand(n)
-        if ((y < -1) | (y > self.num_classes)).any():
-            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or -1 / None for the null class)")
+        y = as_labels(y).to(device).reshape(-1).expand(n)
+        if ((y < -1) | (y >= self.num_classes)).any():  # num_classes itself is internal: ask for it with -1
+            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or -1 / None for the null class); "
+                             f"got {y.unique().tolist()}")
         return torch.where(y < 0, null, y)
 
     def forward(self, x, noise, y=None):

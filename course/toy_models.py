@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from . import checkpoints, mlp, presets, training
 from .attention import SelfAttention
+from .conversions import as_labels
 from .mlp import FourierEmbedding
 
 
@@ -37,7 +38,7 @@ class MLPClassifier(nn.Module):
     def log_prob(self, x, sigma, y):
         """log p(y[i] | x[i]; sigma): [N] (the classifier interface of classifier guidance)."""
         logp = torch.log_softmax(self.forward(x, sigma), dim=1)
-        return logp.gather(1, torch.as_tensor(y, dtype=torch.long).reshape(-1, 1).expand(x.shape[0], 1)).squeeze(1)
+        return logp.gather(1, as_labels(y).reshape(-1, 1).expand(x.shape[0], 1)).squeeze(1)
 
 
 def train_classifier(clf, gm, steps=3000, batch=1024, lr=3e-3, P_mean=-1.5, P_std=1.8, seed=0, progress=True):
@@ -95,7 +96,7 @@ class AttentionNet(nn.Module):
         noise = self.noise(c_noise)
         context = noise
         if self.label is not None:
-            y = torch.full((N,), self.num_classes, dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long).reshape(-1).expand(N)
+            y = torch.full((N,), self.num_classes, dtype=torch.long) if y is None else as_labels(y).reshape(-1).expand(N)
             context = context + self.label(torch.where(y < 0, self.num_classes, y))
         # sigma reaches every token (a coordinate needs to know how noisy it is); y only the context token
         h = torch.cat([coords + noise.unsqueeze(1), context.unsqueeze(1)], dim=1) + self.position

@@ -208,7 +208,7 @@ class ADMUNet(_Encoder):
         if self.num_classes:
             if y is None:
                 raise ValueError("this ADM model is class-conditional and has no null class: pass labels y [N]")
-            emb = emb + self.label_emb(torch.as_tensor(y, dtype=torch.long, device=x.device).reshape(-1).expand(x.shape[0]))
+            emb = emb + self.label_emb(cv.as_labels(y).to(x.device).reshape(-1).expand(x.shape[0]))
         hs, h = [], x
         for block in self.input_blocks:
             h = block(h, emb)
@@ -297,5 +297,5 @@ class ADMClassifierOnSigma(nn.Module):
     def forward(self, x, sigma, y):
         x_t, t = cv.vp_input(x, sigma, self.abar)
         logp = torch.log_softmax(self.classifier(x_t, t), dim=-1)
-        y = torch.as_tensor(y, dtype=torch.long, device=x.device).reshape(-1, 1).expand(x.shape[0], 1)
+        y = cv.as_labels(y).to(x.device).reshape(-1, 1).expand(x.shape[0], 1)
         return logp.gather(1, y).squeeze(1)
