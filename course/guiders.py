@@ -1,19 +1,23 @@
 """Guiders: denoisers made of denoisers (REFERENCE sections 2 to 5).
 
 A guided denoiser is itself a denoiser ``D_w(x, sigma, y)``, so every sampler runs it unchanged,
-on a 2-D toy or an ImageNet-64 UNet. One convention throughout: w = 1 is "no guidance" (the
-conditional / main model alone) and every guider extrapolates from a worse prediction toward a
-better one,
+on a 2-D toy or an ImageNet-64 UNet. CFG, autoguidance, PAG and ICG share one convention: w = 1
+is "no guidance" (the conditional / main model alone) and the guider extrapolates from a worse
+prediction toward a better one,
 
     D_w = D_bad + w (D_good - D_bad)          (= lerp(D_bad, D_good, w))
 
 * :class:`CFG`:            D_bad = D(x, sigma, null label), D_good = D(x, sigma, y)
 * :class:`Autoguidance`:   D_bad = a smaller / shorter-trained model, D_good = the main model
 * :class:`PAG`:            D_bad = the same network with self-attention maps set to identity
-* :class:`ClassifierGuidance`: D + w sigma^2 grad_x log p(y | x; sigma) (w = 1 turns an
-  unconditional D into the conditional one; w = 0 is the unconditional model)
 * :class:`IndependentConditionGuidance`: CFG for a model without a null class, with a random
   label in place of the null one (Sadat et al. 2025; REFERENCE section 6)
+
+Classifier guidance is the exception: :class:`ClassifierGuidance` adds w sigma^2 grad_x log
+p(y | x; sigma) to a denoiser. On an unconditional D (the default), w = 1 gives the conditional
+model and w = 0 the unconditional one, as above. On a conditional D (``conditional=True``, how
+guided-diffusion guides its class-conditional ADM) w is guided-diffusion's ``classifier_scale``:
+w = 0 is the plain conditional model, and w = 1 already guides (it targets p(x | y) p(y | x)).
 
 The other common CFG convention, ``D_c + w' (D_c - D_u)`` (w' = 0 is no guidance), is the
 same thing with ``w = w' + 1``: see :func:`w_from_original`. PAG's official g is our w;
@@ -21,11 +25,16 @@ diffusers' pag_scale s is w - 1.
 
 ``w`` may be a number or a function of sigma (e.g. :func:`guidance_interval`), so that
 guidance can be limited to a range of noise levels.
+
+Guiders that draw random numbers (ICG's random labels, PAG's random masks) draw them from a
+hash of their inputs and their ``seed`` (:func:`input_hash`): a guided denoiser stays a
+function, so the same call gives the same numbers, and a generation resumed halfway equals an
+uninterrupted one bit for bit.
 """
 import torch
 
-from .attention import check_layer_names, perturb_attention
-from .conversions import expand_sigma
+from .attention import MODES, check_layer_names, perturb_attention
+from .conversions import as_labels, expand_sigma
 
 NULL = -1  # the label that asks a conditional denoiser for its unconditional (null-class) output
 
@@ -43,6 +52,11 @@ def w_to_original(w):
 def guidance_interval(w, sigma_lo, sigma_hi):
     """A scale function: ``w`` for sigma in (sigma_lo, sigma_hi], 1 (no guidance) elsewhere
     (Kynkaanniemi et al. 2024)."""
+    _check_w(w)
+    if not 0 <= sigma_lo < sigma_hi:
+        raise ValueError(f"a guidance interval needs 0 <= sigma_lo < sigma_hi; got ({sigma_lo}, {sigma_hi}]"
+                         + (": swapped?" if sigma_lo > sigma_hi else ": it would never guide"))
+
     def scale(sigma):
         sigma = torch.as_tensor(sigma)
         return torch.where((sigma > sigma_lo) & (sigma <= sigma_hi), torch.as_tensor(float(w)), torch.as_tensor(1.0))
@@ -52,7 +66,37 @@ def guidance_interval(w, sigma_lo, sigma_hi):
 def _scale(w, sigma, x):
     """w (a number or a function of sigma) as a tensor that broadcasts with x [N, ...]."""
     value = w(sigma) if callable(w) else w
-    return expand_sigma(torch.as_tensor(value, dtype=x.dtype).expand_as(torch.as_tensor(sigma)), x)
+    value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    if callable(w) and not torch.isfinite(value).all():
+        raise ValueError(f"the guidance scale function returned {value.reshape(-1)[:4].tolist()} at sigma = "
+                         f"{torch.as_tensor(sigma).reshape(-1)[:4].tolist()}: w must be finite")
+    return expand_sigma(value.expand_as(torch.as_tensor(sigma, device=x.device)), x)
+
+
+_PRIME = 2**31 - 1  # the hash works modulo this prime: every product fits in int64 exactly
+
+
+def input_hash(x, sigma, seed=0):
+    """[N] int64 in [0, 2^31 - 1): a hash of each row of x [N, ...], of sigma and of ``seed``.
+
+    A polynomial hash of the float32 bit patterns, modulo a prime, in exact integer arithmetic:
+    the same numbers on every device and in every run, and one row's hash does not depend on the
+    other rows of the batch (so a sample's randomness does not depend on how samples are batched)."""
+    flat = x.detach().reshape(x.shape[0], -1).float()
+    bits = flat.view(torch.int32).to(torch.int64) % _PRIME
+    g = torch.Generator().manual_seed(int(seed) % 2**63)
+    coef = torch.randint(1, _PRIME, (flat.shape[1] + 2,), generator=g, dtype=torch.int64).to(x.device)
+    h = (bits * coef[:-2] % _PRIME).sum(1) % _PRIME
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).expand(x.shape[0]).contiguous()
+    s_bits = s.view(torch.int32).to(torch.int64) % _PRIME
+    return (h * coef[-2] % _PRIME + s_bits * coef[-1] % _PRIME) % _PRIME
+
+
+def input_generator(x, sigma, seed=0):
+    """A CPU torch.Generator seeded by a hash of the whole batch (see :func:`input_hash`)."""
+    h = input_hash(x, sigma, seed)
+    weights = torch.arange(1, len(h) + 1, dtype=torch.int64, device=h.device)
+    return torch.Generator().manual_seed(int((h * weights % _PRIME).sum() % _PRIME))
 
 
 def _batch(sigma, n, x):
@@ -64,7 +108,7 @@ def _labels(y, n, device):
     """Labels as an [n] long tensor (None -> all NULL)."""
     if y is None:
         return torch.full((n,), NULL, dtype=torch.long, device=device)
-    return torch.as_tensor(y, dtype=torch.long, device=device).reshape(-1).expand(n)
+    return as_labels(y).to(device).reshape(-1).expand(n)
 
 
 def _check_w(w):
@@ -99,21 +143,31 @@ class CFG:
 
 
 class IndependentConditionGuidance:
-    """ICG: D_w = D_r + w (D_c - D_r), D_r = D(x, sigma, random label). A label drawn independently
-    of x carries no information about it, so p(x | random y) approximates p(x): CFG-like guidance
-    for conditional models trained without a null class (ADM). Both branches in one batched call."""
+    """ICG (Sadat et al. 2025): D_w = D_r + w (D_c - D_r), D_r = D(x, sigma, r) with a random
+    label r: CFG-like guidance for conditional models trained without a null class (ADM).
+
+    A heuristic, not CFG: averaged over r, the random branch is the prior-averaged class
+    denoiser sum_c p(c) D_c(x), whereas the unconditional denoiser is sum_c p(c | x) D_c(x)
+    (Bayes' rule weights each class by how well it explains x). The two differ wherever x
+    already says something about its class. Both branches in one batched call; r is drawn
+    from a hash of (x, sigma, seed), so the guider is a deterministic function of its inputs."""
 
     def __init__(self, D, w, num_classes, seed=0, batched=True):
         _check_w(w)
-        self.D, self.w, self.num_classes, self.batched = D, w, num_classes, batched
-        self.generator = torch.Generator().manual_seed(seed)
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"num_classes must be a whole number >= 1; got {num_classes}")
+        self.D, self.w, self.num_classes, self.batched, self.seed = D, w, int(num_classes), batched, seed
+
+    def random_labels(self, x, sigma):
+        """[N] labels, uniform over the classes, a function of (x, sigma, seed)."""
+        return input_hash(x, sigma, self.seed) % self.num_classes
 
     def __call__(self, x, sigma, y=None):
         if y is None:
             raise ValueError("ICG needs the labels y to guide toward; got y=None")
         n = x.shape[0]
         y = _labels(y, n, x.device)
-        r = torch.randint(0, self.num_classes, (n,), generator=self.generator).to(x.device)
+        r = self.random_labels(x, sigma)
         if self.batched:
             s = _batch(sigma, n, x)
             both = self.D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, r]))
@@ -144,7 +198,8 @@ class ClassifierGuidance:
     ``classifier(x, sigma, y)`` returns log p(y | x; sigma) [N] and must be noise-aware; its
     gradient comes from autograd unless ``grad(x, sigma, y)`` gives it directly. ``D`` is called
     without labels (unconditional, the paper's main use) unless ``conditional=True``.
-    With the exact posterior and w = 1 this is the exact conditional denoiser (Bayes' rule)."""
+    With the exact posterior and w = 1 this is the exact conditional denoiser (Bayes' rule).
+    With ``conditional=True``, w = 0 is the unguided conditional model (w = 1 already guides)."""
 
     def __init__(self, D, classifier, w, grad=None, conditional=False):
         _check_w(w)
@@ -173,19 +228,24 @@ class PAG:
 
     With ``cfg`` set (a CFG scale, ours), it combines with CFG as in the paper:
     D = D_u + cfg (D_c - D_u) + (w - 1) (D_c - D_ptb); all branches in one batched call.
-    ``mode`` may be "random" or "offdiag" for the seed's masking ablation."""
+    ``mode`` may be "random" or "offdiag" for the seed's masking ablation; their masks are drawn
+    from a hash of (x, sigma, seed), so the guider is a deterministic function of its inputs."""
 
     def __init__(self, D, layers, w, cfg=None, batched=True, mode="identity", ratio=0.25, seed=0):
         _check_w(w)
         if cfg is not None:
             _check_w(cfg)
+        if mode not in MODES:
+            raise ValueError(f"unknown attention perturbation mode {mode!r}; choose one of {MODES}")
+        if not 0 <= ratio <= 1:
+            raise ValueError(f"ratio (the fraction of attention logits masked) must lie in [0, 1]; got {ratio}")
         check_layer_names(D, layers if isinstance(layers, str) else list(layers))
         self.D, self.layers, self.w, self.cfg, self.batched = D, list(layers), w, cfg, batched
-        self.mode, self.ratio = mode, ratio
-        self.generator = torch.Generator().manual_seed(seed)
+        self.mode, self.ratio, self.seed = mode, ratio, seed
 
-    def _perturbed(self, rows):
-        return perturb_attention(self.D, self.layers, self.mode, rows, self.ratio, self.generator)
+    def _perturbed(self, rows, x, sigma):
+        g = input_generator(x, sigma, self.seed) if self.mode != "identity" else None
+        return perturb_attention(self.D, self.layers, self.mode, rows, self.ratio, g)
 
     def __call__(self, x, sigma, y=None):
         n = x.shape[0]
@@ -196,12 +256,12 @@ class PAG:
             lab = None if ys[0] is None else torch.cat([_labels(v, n, x.device) for v in ys + [ys[0]]])
             rows = torch.zeros(k * n, dtype=torch.bool)
             rows[-n:] = True
-            with self._perturbed(rows):
+            with self._perturbed(rows, x, sigma):
                 out = self.D(torch.cat([x] * k), torch.cat([s] * k), lab)
             outs = list(out.split(n))
         else:
             outs = [self.D(x, sigma, v) for v in ys]
-            with self._perturbed(None):
+            with self._perturbed(None, x, sigma):
                 outs.append(self.D(x, sigma, ys[0]))
         D_c, D_ptb = outs[0], outs[-1]
         w = _scale(self.w, sigma, x)

@@ -8,7 +8,14 @@ looks inside it. Each is a short function named after its paper.
 All return the final sample, or ``(sample, trajectory)`` with ``trajectory=True``, where the
 trajectory [steps + 1, N, ...] holds the iterates in the VE variable (x / sqrt(abar) for the VP
 samplers), so trajectories of every sampler can be drawn on the same axes.
+
+Every sampler checks what it is given: a noise schedule must be finite and strictly decreasing,
+with only its last entry allowed to be 0; the denoiser's output must have x's shape (no silent
+broadcasting of an [N, 1] or [1, d] answer) and be finite - the first NaN or inf stops sampling
+with the step and sigma at which it appeared.
 """
+import math
+
 import torch
 from tqdm import tqdm
 
@@ -19,23 +26,58 @@ def edm_sigmas(steps: int = 32, sigma_min: float = 0.002, sigma_max: float = 80.
     """EDM's noise levels (REFERENCE section 1):
     sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho for i < N, then sigma_N = 0.
     Shape [steps + 1], float64."""
+    if int(steps) != steps or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1; got {steps}")
+    if not (0 < sigma_min <= sigma_max < math.inf):
+        raise ValueError(f"need 0 < sigma_min <= sigma_max < inf; got sigma_min={sigma_min}, sigma_max={sigma_max}"
+                         + (" (sigma_min > sigma_max: swapped?)" if sigma_min > sigma_max else ""))
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0; got {rho}")
     i = torch.arange(steps, dtype=torch.float64)
     s = (sigma_max ** (1 / rho) + i / max(steps - 1, 1) * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
     return torch.cat([s, torch.zeros(1, dtype=torch.float64)])
 
 
-def _call(D, x, sigma, y):
-    """Evaluate D at one noise level, as a tensor of x's dtype."""
-    return D(x, torch.as_tensor(float(sigma), dtype=x.dtype, device=x.device), y)
+def check_sigmas(sigmas) -> torch.Tensor:
+    """A noise schedule [steps + 1]: finite, strictly decreasing, > 0 except possibly the last entry."""
+    s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
+    if s.ndim != 1 or len(s) < 2:
+        raise ValueError(f"sigmas must be a 1-D schedule of at least 2 noise levels; got shape {list(s.shape)}")
+    if not torch.isfinite(s).all():
+        raise ValueError(f"sigmas must be finite; got {s.tolist()[:8]}...")
+    if (s[:-1] <= 0).any() or s[-1] < 0:
+        raise ValueError("sigmas must be > 0 except the last entry, which may be 0; "
+                         f"got a {'zero' if (s[:-1] == 0).any() else 'negative value'} at position "
+                         f"{int(torch.nonzero(s[:-1] <= 0)[0]) if (s[:-1] <= 0).any() else len(s) - 1}")
+    if (s[1:] >= s[:-1]).any():
+        i = int(torch.nonzero(s[1:] >= s[:-1])[0])
+        raise ValueError(f"sigmas must decrease strictly (sampling runs from noise to data); sigmas[{i}] = {s[i]:.4g} "
+                         f"<= sigmas[{i + 1}] = {s[i + 1]:.4g}. Use edm_sigmas(...) or flip the schedule.")
+    return s
+
+
+def _call(D, x, sigma, y, step=None):
+    """Evaluate D at one noise level, as a tensor of x's dtype; its output must be x-shaped and finite."""
+    out = D(x, torch.as_tensor(float(sigma), dtype=x.dtype, device=x.device), y)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        raise ValueError(f"the denoiser must return a tensor of x's shape {list(x.shape)}; it returned "
+                         f"{list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}"
+                         + (f" at step {step}" if step is not None else "") + " (no broadcasting is done)")
+    if not torch.isfinite(out).all():
+        raise FloatingPointError(f"the denoiser returned NaN or inf at step {step} (sigma = {float(sigma):.4g}) "
+                                 f"in {int((~torch.isfinite(out)).flatten(1).any(1).sum())} of {x.shape[0]} samples; "
+                                 "check the model (NaN weights?), the guidance scale, and the inputs")
+    return out
 
 
 def edm_euler(D, x, sigmas, y=None, *, trajectory=False, progress=False):
     """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma.
     ``x`` [N, ...] starts at noise level sigmas[0] (x = sigmas[0] * randn). One D call per step."""
+    sigmas = check_sigmas(sigmas)
     traj = [x]
     for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="edm_euler"):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        d = (x - _call(D, x, s, y)) / s
+        d = (x - _call(D, x, s, y, i)) / s
         x = x + (s_next - s) * d
         traj.append(x)
     return (x, torch.stack(traj)) if trajectory else x
@@ -45,24 +87,35 @@ def edm_heun(D, x, sigmas, y=None, *, trajectory=False, progress=False):
     """Heun's 2nd-order method (EDM Algorithm 1, S_churn = 0): an Euler step, then the average of
     the slopes at both ends - except on the last step to sigma = 0, which stays Euler. With N
     noise levels that is 2N - 1 denoiser calls (32 steps: 63 calls)."""
+    sigmas = check_sigmas(sigmas)
     traj = [x]
     for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="edm_heun"):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        d = (x - _call(D, x, s, y)) / s
+        d = (x - _call(D, x, s, y, i)) / s
         x_next = x + (s_next - s) * d
         if s_next > 0:
-            d_next = (x_next - _call(D, x_next, s_next, y)) / s_next
+            d_next = (x_next - _call(D, x_next, s_next, y, i)) / s_next
             x_next = x + (s_next - s) * 0.5 * (d + d_next)
         x = x_next
         traj.append(x)
     return (x, torch.stack(traj)) if trajectory else x
 
 
-def _vp_eps(D, x_t, abar_t, y):
+def _vp_eps(D, x_t, abar_t, y, step=None):
     """eps_theta(x_t, t) of any denoiser, through the bridge: x = x_t / sqrt(abar), sigma = sqrt((1-abar)/abar)."""
     sigma = float(cv.sigma_from_abar(abar_t))
     x = x_t / abar_t**0.5
-    return cv.eps_from_x0(x, _call(D, x, sigma, y), sigma), x
+    return cv.eps_from_x0(x, _call(D, x, sigma, y, step), sigma), x
+
+
+def _check_table(values, name):
+    """A VP table (betas or abar) [T]: 1-D, finite, every entry strictly inside (0, 1)."""
+    v = torch.as_tensor(values).to(torch.float64)
+    if v.ndim != 1 or len(v) < 1:
+        raise ValueError(f"{name} must be a 1-D table [T]; got shape {list(v.shape)}")
+    if not torch.isfinite(v).all() or (v <= 0).any() or (v >= 1).any():
+        raise ValueError(f"every entry of {name} must lie strictly between 0 and 1; got min {v.min():.4g}, max {v.max():.4g}")
+    return v
 
 
 def ddpm(D, x_T, betas, y=None, *, generator=None, trajectory=False, progress=False):
@@ -74,13 +127,13 @@ def ddpm(D, x_T, betas, y=None, *, generator=None, trajectory=False, progress=Fa
     with sigma_t^2 = beta_t. ``x_T`` [N, ...] ~ N(0, I) (VP variable); ``betas`` [T] with
     betas[t - 1] = beta_t. eps_theta comes from D through the bridge (conversions module).
     """
-    betas = betas.to(torch.float64)
+    betas = _check_table(betas, "betas")
     abar = cv.alphas_cumprod(betas)
     x = x_T
     traj = [x_T / abar[-1].sqrt().item()]
     for t in tqdm(range(len(betas), 0, -1), disable=not progress, desc="ddpm"):
         beta, ab = betas[t - 1].item(), abar[t - 1].item()
-        eps, _ = _vp_eps(D, x, ab, y)
+        eps, _ = _vp_eps(D, x, ab, y, len(betas) - t)
         x = (x - beta / (1 - ab) ** 0.5 * eps) / (1 - beta) ** 0.5
         if t > 1:
             x = x + beta**0.5 * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -96,14 +149,18 @@ def ddim(D, x_T, abar, y=None, *, steps=50, eta=0.0, generator=None, trajectory=
 
     eta = 0 is deterministic (it is Euler's method in the VE variable). ``x_T`` ~ N(0, I).
     """
-    abar = abar.to(torch.float64)
+    abar = _check_table(abar, "abar")
+    if (abar[1:] > abar[:-1]).any():
+        raise ValueError("abar must not increase with t (abar_t = prod of (1 - beta_s)); got an increasing table")
+    if int(steps) != steps or not 1 <= steps <= len(abar):
+        raise ValueError(f"steps must be a whole number between 1 and T = {len(abar)}; got {steps}")
     ts = torch.linspace(len(abar) - 1, 0, steps).round().long().tolist()
     x = x_T
     traj = [x_T / abar[ts[0]].sqrt().item()]
     for i in tqdm(range(len(ts)), disable=not progress, desc="ddim"):
         ab = abar[ts[i]].item()
         ab_prev = abar[ts[i + 1]].item() if i + 1 < len(ts) else 1.0
-        eps, x_ve = _vp_eps(D, x, ab, y)
+        eps, x_ve = _vp_eps(D, x, ab, y, i)
         x0 = x_ve - float(cv.sigma_from_abar(ab)) * eps
         s = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
         x = ab_prev**0.5 * x0 + max(1 - ab_prev - s**2, 0.0) ** 0.5 * eps
@@ -121,7 +178,13 @@ def sample(D, n, dim, y=None, *, steps=32, sigma_max=80.0, sigma_min=0.002, rho=
     g = torch.Generator().manual_seed(seed)
     sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho)
     x = torch.randn(shape, generator=g, dtype=dtype) * sigmas[0].item()
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a whole number >= 1; got {n}")
     if y is not None:
-        y = torch.as_tensor(y, dtype=torch.long).reshape(-1).expand(n) if torch.as_tensor(y).numel() == 1 else torch.as_tensor(y)
+        y = cv.as_labels(y).reshape(-1)
+        if y.numel() == 1:
+            y = y.expand(n)
+        elif y.numel() != n:
+            raise ValueError(f"y must be one label or [n] = [{n}] labels; got {y.numel()}")
     with torch.no_grad():
         return edm_heun(D, x, sigmas, y, trajectory=trajectory, progress=progress)

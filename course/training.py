@@ -4,6 +4,7 @@ A data source is any callable ``draw(n, generator) -> (x0 [n, ...], y [n] or Non
 :func:`mixture_source` makes one from a Gaussian mixture.
 """
 import copy
+import math
 
 import torch
 from tqdm import tqdm
@@ -80,7 +81,7 @@ def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropou
     avg = EMA(model, ema) if ema else None
     losses = []
     model.train()
-    for _ in tqdm(range(steps), disable=not progress, desc="training", mininterval=1.0):
+    for step in tqdm(range(steps), disable=not progress, desc="training", mininterval=1.0):
         x0, y = draw(batch, g)
         y = drop_labels(y, label_dropout, g)
         if loss == "edm":
@@ -88,6 +89,9 @@ def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropou
         else:
             value = eps_loss(model, x0, abar, y, generator=g)
         opt.zero_grad(set_to_none=True)
+        if not math.isfinite(value.item()):
+            raise FloatingPointError(f"training diverged: the loss is {value.item()} at step {step} of {steps}. "
+                                     f"Try a smaller learning rate (lr={lr}) or check the data for NaN/inf.")
         value.backward()
         opt.step()
         sched.step()
