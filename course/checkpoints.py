@@ -96,6 +96,22 @@ def check_state(state, expected, path="checkpoint"):
             raise ValueError(f"{path}: {k} contains NaN or inf; the checkpoint is damaged (or training diverged)")
 
 
+def build_checked(cls, config, state, path="checkpoint"):
+    """``cls(**config)``, built only after its parameter shapes are checked against ``state``.
+
+    The model is first built on PyTorch's "meta" device (shapes, no memory), so a config that
+    asks for a huge network fails on the shape check instead of allocating it."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the model configuration is a {type(config).__name__}, expected a mapping")
+    try:
+        with torch.device("meta"):
+            shell = cls(**config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the configuration {config} does not build a {cls.__name__} ({err})") from None
+    check_state(state, shell.state_dict(), path)
+    return cls(**config)
+
+
 def load(path, model=None):
     """Load a checkpoint saved by :func:`save`. Without ``model``, rebuild it from the stored class
     name and config; with one, load into it. Returns the model in eval mode."""
@@ -105,7 +121,13 @@ def load(path, model=None):
         classes = _known_classes()
         if name not in classes:
             raise ValueError(f"{path} names model class {name!r}; known classes: {sorted(classes)}")
-        model = classes[name](**json.loads(meta["config"]))
+        if "config" not in meta:
+            raise ValueError(f"{path} has no 'config' in its metadata: it was not written by course.checkpoints.save")
+        try:
+            config = json.loads(meta["config"])
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: its 'config' metadata is not JSON ({err}); the file is damaged") from None
+        model = build_checked(classes[name], config, state, path)
     check_state(state, model.state_dict(), path)
     model.load_state_dict(state)
     return model.eval()

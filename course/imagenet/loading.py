@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import check_state
+from ..checkpoints import build_checked, check_state
 from .adm import ADMClassifier, ADMUNet
 from .edm2 import EDM2Denoiser
 
@@ -47,10 +47,17 @@ def _need_file(path, what):
 def load_state_dict_pt(path, what="checkpoint"):
     """A plain state dict from a .pt file, with torch.load(weights_only=True)."""
     path = _need_file(path, what)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save's zip format, or a legacy pickle
+        raise ValueError(f"{path} could not be read: it is not a PyTorch checkpoint (it starts with {head!r}); "
+                         "it may be truncated or corrupt: download it again")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{path} holds more than tensors and was refused by weights_only loading ({err}). "
+        reason = next((line.strip() for line in str(err).splitlines() if "WeightsUnpickler error" in line or "Unsupported" in line),
+                      str(err).splitlines()[0] if str(err) else "")
+        raise ValueError(f"{path} holds more than tensors and was refused by weights_only loading ({reason}). "
                          "The released ADM files are plain state dicts; this is not one of them.") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(f"{path} could not be read ({type(err).__name__}: {err}); it may be truncated or corrupt: download it again") from None
@@ -81,11 +88,17 @@ class Record:
     """An inert stand-in for one of the authors' objects: it stores what the pickle says about
     it and runs nothing (no source is compiled, no method of theirs is called)."""
 
+    class_name, meta = None, None  # defaults for records made without __init__ (copyreg._reconstructor)
+
     def __init__(self, *args, **kwargs):
         self.class_name, self.meta, self.state = None, None, {}
 
     def __setstate__(self, state):
         self.state = state if isinstance(state, dict) else {"_state": state}
+
+    @property
+    def fields(self):
+        return self.__dict__.get("state") or {}
 
 
 class RecordDict(dict):
@@ -166,16 +179,30 @@ class SafeUnpickler(pickle.Unpickler):
         raise RefusedPickle("refused: persistent ids (torch.save's zip format is not an EDM2 .pkl; use torch.load(weights_only=True))")
 
 
-def _collect(module, prefix, out):
-    """Flatten a record tree's _parameters, _buffers and _modules into a state dict."""
-    state = module.state if isinstance(module, Record) else {}
+_MAX_DEPTH = 64  # EDM2's module tree is about 6 deep; deeper (or cyclic) trees are not checkpoints
+
+
+def _collect(module, prefix, out, path=()):
+    """Flatten a record tree's _parameters, _buffers and _modules into a state dict. Refuses
+    cycles, absurd depth, and entries that are not tensors."""
+    if any(module is seen for seen in path):
+        raise ValueError(f"the module tree has a cycle at {prefix.rstrip('.') or 'the root'}; not an EDM2 checkpoint")
+    if len(path) > _MAX_DEPTH:
+        raise ValueError(f"the module tree is deeper than {_MAX_DEPTH} levels at {prefix}; not an EDM2 checkpoint")
+    state = module.fields if isinstance(module, Record) else {}
+    for key in ("_parameters", "_buffers", "_modules"):
+        if not isinstance(state.get(key) or {}, dict):
+            raise ValueError(f"{prefix or 'the network'}: {key} is a {type(state.get(key)).__name__}, expected a mapping")
     for key in ("_parameters", "_buffers"):
         for name, value in (state.get(key) or {}).items():
-            if value is not None:
-                out[prefix + name] = value.detach() if isinstance(value, torch.Tensor) else value
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"{prefix}{name} is a {type(value).__name__}, not a tensor; not an EDM2 checkpoint")
+            out[prefix + name] = value.detach()
     for name, child in (state.get("_modules") or {}).items():
         if child is not None:
-            _collect(child, f"{prefix}{name}.", out)
+            _collect(child, f"{prefix}{name}.", out, path + (module,))
     return out
 
 
@@ -188,7 +215,13 @@ def read_edm2_pickle(path, key="ema"):
             data = SafeUnpickler(f).load()
     except RefusedPickle:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as err:
+    except (MemoryError, OverflowError) as err:  # e.g. a BINBYTES8 opcode claiming 2^40 bytes
+        raise ValueError(f"{path} declares an object larger than memory ({type(err).__name__}); "
+                         f"the file is {path.stat().st_size} bytes: it is corrupt or not an EDM2 checkpoint") from None
+    except RecursionError:
+        raise ValueError(f"{path} nests objects too deeply to be an EDM2 checkpoint") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            RuntimeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} could not be read as an EDM2 checkpoint ({type(err).__name__}: {err}); "
                          "it may be truncated or corrupt: download it again") from None
     if not isinstance(data, dict) or key not in data:
@@ -196,22 +229,25 @@ def read_edm2_pickle(path, key="ema"):
         raise ValueError(f"{path} has no {key!r} network; an EDM2 checkpoint is a dict with 'ema'; this one has {have}")
     net = data[key]
     if not isinstance(net, Record) or net.class_name != "Precond":
-        raise ValueError(f"{path}: {key!r} is not an EDM2 Precond network (found {getattr(net, 'class_name', type(net).__name__)})")
-    kwargs = dict(net.state.get("_init_kwargs") or {})
-    if net.state.get("_init_args"):
+        found = net.class_name if isinstance(net, Record) and net.class_name else type(net).__name__
+        raise ValueError(f"{path}: {key!r} is not an EDM2 Precond network (found {found})")
+    kwargs = net.fields.get("_init_kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{path}: the constructor arguments are a {type(kwargs).__name__}, expected a mapping of names")
+    if net.fields.get("_init_args"):
         raise ValueError(f"{path}: positional constructor arguments are not supported; expected keyword arguments only")
-    return kwargs, _collect(net, "", collections.OrderedDict())
+    try:
+        state = _collect(net, "", collections.OrderedDict())
+    except RecursionError:
+        raise ValueError(f"{path}: the module tree is too deep to be an EDM2 checkpoint") from None
+    return dict(kwargs), state
 
 
 def load_edm2_pickle(path, key="ema", **overrides):
     """Our EDM2Denoiser with the weights and configuration of an official EDM2 .pkl (safely)."""
     kwargs, state = read_edm2_pickle(path, key)
     kwargs = {**kwargs, **overrides}
-    try:
-        model = EDM2Denoiser(**kwargs)
-    except TypeError as err:
-        raise ValueError(f"{path}: unexpected constructor arguments {sorted(kwargs)} ({err})") from None
-    check_state(state, model.state_dict(), path)
+    model = build_checked(EDM2Denoiser, kwargs, state, path)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
 
@@ -221,9 +257,8 @@ def load_edm2_safetensors(weights_path, constructor):
     (the conformance format)."""
     from safetensors.torch import load_file
 
-    model = EDM2Denoiser(**constructor)
     state = load_file(str(_need_file(weights_path, "EDM2 weights")))
-    check_state(state, model.state_dict(), weights_path)
+    model = build_checked(EDM2Denoiser, constructor, state, weights_path)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
 
