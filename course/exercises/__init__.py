@@ -11,7 +11,7 @@ In a lesson::
 
     from course import exercises
     mine = exercises.workspace("lesson01")             # creates exercises/lesson01.py once, never overwrites
-    forward_noise = exercises.pick(mine, "forward_noise")  # yours once written, the reference until then
+    forward_noise = exercises.pick(mine, "forward_noise")  # yours once it passes its check, else the reference
 
 Grade everything with ``python -m course.grade FOLDER`` (``make grade`` in the repository).
 """
@@ -95,32 +95,59 @@ def workspace(lesson: str, folder="exercises"):
         tmp = path.with_suffix(".py.tmp")
         shutil.copyfile(stub_path(lesson), tmp)
         tmp.replace(path)
-        print(f"Created {path}: your copy of the {lesson} exercises. Edit it; it is never overwritten.")
+        # stderr: the learner sees it once in Jupyter; the book, which hides stderr, does not
+        print(f"Created {path}: your copy of the {lesson} exercises. Edit it; it is never overwritten.", file=sys.stderr)
     return load_file(path, lesson)
 
 
-_noted = set()
+def exercise(lesson: str, name: str) -> Exercise:
+    """The :class:`Exercise` ``lesson.name``, or a ValueError listing the exercises."""
+    for e in EXERCISES:
+        if (e.lesson, e.name) == (lesson, name):
+            return e
+    raise ValueError(f"no exercise {lesson}.{name}; exercises: {[f'{e.lesson}.{e.name}' for e in EXERCISES]}")
 
 
 def pick(mine, name: str):
-    """Your ``name`` from module ``mine`` if you have written it, else the reference solution.
+    """Your ``name`` from module ``mine`` once it is written and passes its check, else the
+    reference solution - and a one-line note that says which.
 
-    "Written" is decided at each call: a stub raises NotImplementedError, and then the reference
-    runs instead (with a one-time note). Any other error from your code is raised as is."""
+    At the first call, your function is run through the same check as the grader's (in this
+    process: it is your own notebook). If it passes, the lesson uses it ("using your function");
+    if it is not written yet, or a check fails, the lesson uses the reference solution and the
+    note says why, with the check's message (what was expected, on which input). A wrong
+    function is never used silently. Re-run the cell that calls :func:`workspace` after editing."""
     lesson = mine.__lesson__
-    reference = getattr(importlib.import_module(f"{__name__}.solutions.{lesson}"), name)
+    ex = exercise(lesson, name)
+    reference = ex.solution
     yours = getattr(mine, name, None)
+    chosen = []
+
+    def decide():
+        tag = f"[{lesson}.{name}]"
+        if yours is None:
+            print(f"{tag} your file defines no function {name}: using the reference solution.")
+            return reference
+        try:
+            ex.check(yours)
+        except NotImplementedError:
+            print(f"{tag} not written yet: using the reference solution.")
+            return reference
+        except AssertionError as err:
+            print(f"{tag} your function does not pass its check yet: {err}\n"
+                  f"{' ' * len(tag)} -> using the reference solution until it does.")
+            return reference
+        except Exception as err:  # noqa: BLE001 - the learner's code failed inside the check
+            print(f"{tag} your function raised {type(err).__name__}: {err}\n"
+                  f"{' ' * len(tag)} -> using the reference solution until it works.")
+            return reference
+        print(f"{tag} using your function (it passes its check).")
+        return yours
 
     @functools.wraps(reference)
     def call(*args, **kwargs):
-        if yours is not None:
-            try:
-                return yours(*args, **kwargs)
-            except NotImplementedError:
-                pass
-        if (lesson, name) not in _noted:
-            _noted.add((lesson, name))
-            print(f"[{lesson}.{name}] not written yet: using the reference solution.")
-        return reference(*args, **kwargs)
+        if not chosen:
+            chosen.append(decide())
+        return chosen[0](*args, **kwargs)
 
     return call

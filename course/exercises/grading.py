@@ -1,14 +1,47 @@
-"""Run the checks on a learner's files, each in its own process with a time limit.
+"""Grade learners' files: each exercise's check runs here, the learner's code in another process.
 
-A learner's function that raises, returns the wrong shape, returns NaN or never returns fails
-its own exercise with a message; it never stops the grading of the others.
+What the grader guarantees:
+
+* The verdict is reached in the grader's own process. The learner's function runs in a child
+  process (:mod:`course.exercises.sandbox`) that receives the check's inputs and sends back its
+  outputs as plain data (:mod:`course.exercises.wire`, JSON; nothing is unpickled); the check
+  compares them with the reference here. Learner code cannot send "passed", and a malformed or
+  forged message fails that exercise only.
+* Limits: a wall-clock limit per exercise (``timeout``); on Linux and other POSIX systems also CPU
+  time, memory (address space) and the size of any file written, including printed output (see
+  :func:`limits`). At the end of each exercise the child's whole process group is killed, so
+  processes it spawned die with it. On Windows only the wall-clock limit applies.
+* The course's own files (checks, reference solutions, every module of the package) are read
+  into memory before any learner code runs; after each exercise they are compared with that copy
+  and restored if the learner's code changed, added or removed any of them, and that exercise
+  fails. So one learner's code cannot change the next learner's score.
+
+What it does not guarantee: a grader is not a sandbox. Learner code runs with your user's
+permissions: it can read your files, use the network, and a process that leaves its process
+group (``setsid``) outlives the kill. To grade untrusted code, run each learner's grading in its
+own container or throwaway account (README, "Grading many learners").
 """
-import multiprocessing as mp
-import traceback
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import EXERCISES, load_file
+from . import EXERCISES
+from .wire import WireError, decode, dumps, encode, loads
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the installed course/ package
+MAX_MESSAGE = 256 * 2**20  # bytes in one message from the child
+
+
+def limits(timeout):
+    """(CPU seconds, memory bytes, file-size bytes) for the child: CPU time a little above the
+    wall-clock limit (importing torch takes a few seconds), 4 GiB of address space, 16 MiB of output."""
+    return int(timeout) + 30, 4 * 2**30, 16 * 2**20
 
 
 @dataclass
@@ -18,87 +51,228 @@ class Result:
     message: str
 
 
-def _first_line_in(tb, path):
-    """The traceback entry (file:line) inside the learner's file, if any, to point at."""
-    frames = [f for f in traceback.extract_tb(tb) if Path(f.filename).resolve() == Path(path).resolve()]
-    return f" (at {Path(path).name}, line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+class LearnerRaised(Exception):
+    """The learner's function raised (in the child); the message names the type and the line."""
 
 
-def _run(exercise, path, conn):
-    """Child process: load the file, run the check, send (passed, message)."""
+class ChildFailed(Exception):
+    """The child process died, timed out or broke the protocol."""
+
+
+_SIGNALS = {"SIGXCPU": "the CPU-time limit", "SIGKILL": "a kill (memory?)", "SIGXFSZ": "the output-size limit (16 MiB)",
+            "SIGSEGV": "a crash in native code", "SIGABRT": "an abort"}
+
+
+class Child:
+    """One learner function in its own process; ``call(*args, **kwargs)`` runs it there."""
+
+    def __init__(self, path, lesson, name, timeout):
+        cpu, memory, fsize = limits(timeout)
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.output = tempfile.TemporaryFile()
+        path = Path(path).resolve()
+        python_path = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
+        cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, name, str(cpu), str(memory), str(fsize)]
+        kwargs = dict(start_new_session=True) if os.name == "posix" else dict(creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
+                                     cwd=str(path.parent), env=env, **kwargs)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buffer = b""
+        first = self.read()
+        if "fatal" in first:
+            raise ChildFailed(str(first["fatal"]))
+        if first.get("ready") is not True:
+            raise ChildFailed("the exercise's process did not start properly")
+
+    def _died(self):
+        code = self.proc.wait(timeout=5)
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"the check's process was stopped by {name} ({_SIGNALS.get(name, 'a signal')})"
+        return f"the check's process ended early (exit status {code}): did your code call exit()?"
+
+    def read(self):
+        """The next message, within the deadline."""
+        while b"\n" not in self.buffer:
+            left = self.deadline - time.monotonic()
+            if left <= 0 or not self.selector.select(left):
+                raise ChildFailed(f"no answer within {self.timeout:g} s: an infinite loop, or far too slow?")
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+            if not chunk:
+                raise ChildFailed(self._died())
+            self.buffer += chunk
+            if len(self.buffer) > MAX_MESSAGE:
+                raise ChildFailed(f"your code sent more than {MAX_MESSAGE >> 20} MiB in one answer")
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            return loads(line)
+        except WireError as err:
+            raise ChildFailed(f"the exercise's process sent a malformed message ({err}); did your code write to "
+                              "the grader's channel?") from None
+
+    def send(self, message):
+        try:
+            self.proc.stdin.write(dumps(message))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise ChildFailed(self._died()) from None
+
+    def call(self, *args, **kwargs):
+        """Run the learner's function on these arguments in the child; return its result (decoded here)."""
+        callables = []
+        self.send({"call": encode([list(args), kwargs], callables)})
+        while True:
+            message = self.read()
+            try:
+                if "result" in message:
+                    return decode(message["result"])
+                if "raised" in message:
+                    kind, text = str(message["raised"]), str(message.get("message", ""))
+                    if kind == "NotImplementedError":
+                        raise NotImplementedError(text)
+                    raise LearnerRaised(f"your code raised {kind}: {text}")
+                if "callback" in message:
+                    fn = callables[message["callback"]]
+                    cargs, ckwargs = decode(message["args"])
+                    try:
+                        value = fn(*cargs, **ckwargs)
+                    except Exception as err:  # the check's own helper failed on what the learner passed it
+                        self.send({"callback_raised": f"{type(err).__name__}: {err}"})
+                        continue
+                    self.send({"return": encode(value)})
+                    continue
+                if "fatal" in message:
+                    raise ChildFailed(str(message["fatal"]))
+            except (WireError, KeyError, IndexError, TypeError, ValueError) as err:
+                raise ChildFailed(f"the exercise's process sent a malformed message ({type(err).__name__}: {err})") from None
+            raise ChildFailed("the exercise's process sent a message the grader does not know")
+
+    def close(self):
+        try:
+            if os.name == "posix":
+                os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: whatever the learner's code spawned
+            else:
+                self.proc.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self.selector.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self.output):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+class Guard:
+    """The course package's files as read before any learner code ran; :meth:`restore` puts back
+    any that changed, appeared or vanished, and names the source files among them.
+
+    Bytecode caches (__pycache__) are restored or removed too, silently: Python may write them
+    legitimately, and a planted one is as harmless once removed."""
+
+    def __init__(self, root=PACKAGE):
+        self.root = root
+        for ex in EXERCISES:  # import every check (and what it imports) from the pristine files
+            ex.check, ex.solution
+        sys.dont_write_bytecode = True  # from here on, any new cache file is not ours
+        self.files = self._read()
+
+    def _read(self):
+        return {p: p.read_bytes() for p in self.root.rglob("*") if p.is_file()}
+
+    def restore(self):
+        now = {p for p in self.root.rglob("*") if p.is_file()}
+        touched = []
+        for p in now - set(self.files):
+            p.unlink()
+            touched.append(p)
+        for p, data in self.files.items():
+            if p not in now or p.read_bytes() != data:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                tmp = p.with_name(f".{p.name}.restore")
+                tmp.write_bytes(data)
+                tmp.replace(p)
+                touched.append(p)
+        return [str(p.relative_to(self.root)) for p in touched if "__pycache__" not in p.parts]
+
+
+def grade_one(exercise, path, timeout=60.0, guard=None) -> Result:
+    """Grade one exercise of the learner's file at ``path``: the check runs here, the function there."""
+    child = None
     try:
-        import torch
-
-        torch.set_num_threads(1)
-        try:
-            module = load_file(path, exercise.lesson)
-        except Exception as err:  # a syntax error etc. in the learner's file
-            conn.send((False, f"could not import {path}: {type(err).__name__}: {err}"))
-            return
-        fn = getattr(module, exercise.name, None)
-        if fn is None:
-            conn.send((False, f"{Path(path).name} defines no function named {exercise.name}"))
-            return
-        exercise.check(fn)
-        conn.send((True, ""))
+        child = Child(path, exercise.lesson, exercise.name, timeout)
+        exercise.check(child.call)
+        passed, message = True, ""
     except NotImplementedError as err:
-        conn.send((False, f"not written yet (it raises NotImplementedError: {err})"))
+        passed, message = False, f"not written yet (it raises NotImplementedError: {err})"
     except AssertionError as err:
-        conn.send((False, str(err) or "a check failed"))
-    except BaseException as err:
-        conn.send((False, f"your code raised {type(err).__name__}: {err}{_first_line_in(err.__traceback__, path)}"))
+        passed, message = False, str(err) or "a check failed"
+    except (LearnerRaised, ChildFailed) as err:
+        passed, message = False, str(err)
+    except Exception as err:  # the check itself failed on what the learner returned (e.g. a wrong type)
+        passed, message = False, f"your function's result could not be checked: {type(err).__name__}: {err}"
     finally:
-        conn.close()
-
-
-def grade_one(exercise, path, timeout=60.0) -> Result:
-    """Grade one exercise of the file at ``path`` in a separate process."""
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_run, args=(exercise, str(path), send), daemon=True)
-    proc.start()
-    send.close()
-    if receive.poll(timeout):
-        try:
-            passed, message = receive.recv()
-        except EOFError:
-            passed, message = False, "the check's process died (out of memory, or a crash in native code?)"
-    else:
-        passed, message = False, f"no answer within {timeout:g} s: an infinite loop, or far too slow?"
-    proc.join(1)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+        if child is not None:
+            child.close()
+    if guard is not None:
+        touched = guard.restore()
+        if touched:
+            passed = False
+            message = (f"your code changed the course's own files ({', '.join(touched[:5])}); they were restored. "
+                       + message).strip()
     return Result(exercise, passed, message)
 
 
-def grade(folder=None, lessons=None, timeout=60.0, paths=None):
+def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True):
     """Grade every exercise (or those of ``lessons``) with the files ``folder/lessonNN.py``
-    (or an explicit ``paths`` dict lesson -> file). Returns a list of :class:`Result`."""
+    (or an explicit ``paths`` dict lesson -> file). Returns a list of :class:`Result`.
+
+    ``guard=True`` (the command line's setting) restores the course's files after each exercise
+    (:class:`Guard`). It restores *any* change made while an exercise runs, so do not edit the
+    course package while grading runs; the test suite passes ``guard=False`` except where it
+    tests the guard itself."""
+    guard = Guard() if guard else None
     results = []
     for ex in EXERCISES:
         if lessons and ex.lesson not in lessons:
             continue
         path = Path(paths[ex.lesson]) if paths else Path(folder) / f"{ex.lesson}.py"
         if not path.exists():
-            results.append(Result(ex, False, f"{path} does not exist (open the lesson once to create it)"))
+            results.append(Result(ex, False, f"{path} does not exist (open lesson {ex.lesson[-2:]} once to create it)"))
             continue
-        results.append(grade_one(ex, path, timeout))
+        results.append(grade_one(ex, path, timeout, guard))
     return results
 
 
+def _wrap(text, width):
+    import textwrap
+
+    out = []
+    for para in text.strip().splitlines():
+        out += textwrap.wrap(para, width) or [""]
+    return out
+
+
 def table(results, width=100) -> str:
-    """The score table: exercise, points, pass/fail and the first line of the failure message."""
-    rows = [("exercise", "points", "result", "message")]
+    """The score table: exercise, points, pass/fail, and each failure's message wrapped below its
+    row (so the "expected ... got ..." part is where the learner looks)."""
+    rows = [("exercise", "points", "result")]
     for r in results:
-        first = r.message.strip().splitlines()[0] if r.message.strip() else ""
-        if len(first) > width:
-            first = first[: width - 3] + "..."
         pts = f"{r.exercise.points if r.passed else 0}/{r.exercise.points}"
-        rows.append((f"{r.exercise.lesson}.{r.exercise.name}", pts, "pass" if r.passed else "FAIL", first))
+        rows.append((f"{r.exercise.lesson}.{r.exercise.name}", pts, "pass" if r.passed else "FAIL"))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(row[i].ljust(widths[i]) for i in range(3)) + "  " + row[3] for row in rows]
-    lines.insert(1, "-" * min(sum(widths) + 6 + width, 160))
+    lines = ["  ".join(rows[0][i].ljust(widths[i]) for i in range(3)), "-" * (sum(widths) + 4)]
+    for r, row in zip(results, rows[1:]):
+        lines.append("  ".join(row[i].ljust(widths[i]) for i in range(3)).rstrip())
+        if not r.passed:
+            lines += ["    " + part for part in _wrap(r.message, width)]
     got = sum(r.exercise.points for r in results if r.passed)
     total = sum(r.exercise.points for r in results)
     lines.append(f"\nscore: {got}/{total} points, {sum(r.passed for r in results)}/{len(results)} exercises passed")

@@ -1,0 +1,115 @@
+"""The process that runs a learner's function for the grader (``python -m course.exercises.sandbox``).
+
+It sets its own limits (CPU time, memory, size of files written) before it imports the learner's
+file, then answers the grader's calls over its standard input and output, one JSON line each way
+(see :mod:`course.exercises.wire`): it receives arguments, calls the learner's function and sends
+back the result as plain data. It never judges anything: the grader compares the results with the
+reference in its own process, so nothing this process sends can mark an exercise passed.
+
+Messages to the grader: {"ready": true} or {"fatal": text} once, then for each call
+{"result": value}, {"raised": type, "message": text}, or {"callback": id, "args": value} when the
+learner's code calls a function the grader passed (the grader answers {"return": value} or
+{"callback_raised": text}).
+"""
+import errno
+import os
+import sys
+import traceback
+from pathlib import Path
+
+
+def set_limits(cpu_seconds, memory_bytes, file_bytes):
+    """rlimits for this process and its children (POSIX; elsewhere only the grader's wall-clock limit applies)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    for name, value in (("RLIMIT_CPU", cpu_seconds), ("RLIMIT_AS", memory_bytes), ("RLIMIT_FSIZE", file_bytes),
+                        ("RLIMIT_CORE", 0)):
+        limit = getattr(resource, name, None)
+        if limit is None or value is None:
+            continue
+        try:
+            hard = resource.getrlimit(limit)[1]
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(limit, (value, hard))
+        except (ValueError, OSError):
+            pass  # not settable here (e.g. RLIMIT_AS on macOS): the wall-clock limit still applies
+
+
+def where_in(tb, path):
+    """' (at FILE, line N: code)' for the innermost frame of the learner's file, if any."""
+    frames = [f for f in traceback.extract_tb(tb) if Path(f.filename).resolve() == Path(path).resolve()]
+    return f" (at {Path(path).name}, line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+
+
+def main(argv):
+    path, lesson, name, cpu, memory, fsize = argv
+    # The channel: private copies of stdin/stdout. The learner's print() goes to stderr (a capped
+    # file the grader owns) and input() reads nothing, so neither can disturb the messages.
+    channel_in = os.fdopen(os.dup(0), "rb")
+    channel_out = os.fdopen(os.dup(1), "wb")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    set_limits(int(cpu), int(memory), int(fsize))
+
+    import torch
+
+    from . import load_file
+    from .wire import WireError, decode, dumps, encode, loads
+
+    torch.set_num_threads(1)
+
+    def send(message):
+        channel_out.write(dumps(message))
+        channel_out.flush()
+
+    def receive():
+        line = channel_in.readline()
+        if not line:
+            raise SystemExit(0)  # the grader closed the channel
+        return loads(line)
+
+    def make_callable(ident):
+        def call_back(*args, **kwargs):
+            send({"callback": ident, "args": encode([list(args), kwargs])})
+            reply = receive()
+            if "callback_raised" in reply:
+                raise RuntimeError(f"the grader's function raised: {reply['callback_raised']}")
+            return decode(reply.get("return"))
+        return call_back
+
+    try:
+        module = load_file(path, lesson)
+    except BaseException as err:  # a syntax error, an import error, anything at import time
+        send({"fatal": f"could not import {path}: {type(err).__name__}: {err}"})
+        return
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        send({"fatal": f"{Path(path).name} defines no function named {name}"})
+        return
+    send({"ready": True})
+    while True:
+        message = receive()
+        try:
+            args, kwargs = decode(message["call"], make_callable)
+        except (KeyError, TypeError, ValueError, WireError) as err:
+            send({"fatal": f"the grader sent a malformed call ({err})"})
+            return
+        try:
+            result = fn(*args, **kwargs)
+        except NotImplementedError as err:
+            send({"raised": "NotImplementedError", "message": str(err)})
+        except OSError as err:
+            why = (f"your code wrote more than the output-size limit ({int(fsize) >> 20} MiB)"
+                   if err.errno == errno.EFBIG else str(err))
+            send({"raised": type(err).__name__, "message": f"{why}{where_in(err.__traceback__, path)}"})
+        except BaseException as err:  # noqa: BLE001 - report everything the learner's code raises
+            send({"raised": type(err).__name__, "message": f"{err}{where_in(err.__traceback__, path)}"})
+        else:
+            send({"result": encode(result)})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
