@@ -1,17 +1,25 @@
 """Forward-pass time and memory of our ImageNet-64 networks, and guided-sampling throughput with
 the branches batched into one call against separate calls (prints numbers only).
 
-    python benchmarks/imagenet.py [--device cuda] [--sizes shared,xs,s] [--sampling-only]
+    python benchmarks/imagenet.py [--device cuda] [--sizes shared,xs,s] [--sampling-only] [--loading-only]
 
 "shared" is the conformance configuration (EDM2 model_channels 32, ADM 32) at batch 4; "xs" and
 "s" are EDM2's img64 XS (128 channels) and S (192) and the released ADM 64x64 UNet (192), at
 batch 1 on a CPU (batch 16 on a GPU). Weights are random: speed does not depend on them.
 The baseline column runs the same network with PyTorch's fused scaled_dot_product_attention in
 place of our explicit (perturbable) attention maps, to show what the PAG hooks cost.
+
+Loading: an EDM2 XS- and S-size checkpoint (random fp16 weights) is written in the release format
+(the test suite's writer, tests/edm2_format.py) and read twice: with our restricted unpickler, and
+with plain ``pickle.load`` (the authors' reconstruct function replaced by one that returns its
+argument, so the baseline does less than the official code, which also compiles the embedded
+source and builds the modules).
 """
 import argparse
+import pickle
 import resource
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,15 +99,47 @@ def bench_guided_sampling(dev, n, steps, tiny):
               f"separate calls {rates[False]:.2f} img/s (batched/separate {rates[True] / rates[False]:.2f}x)")
 
 
+def bench_loading(sizes=("xs", "s")):
+    """Seconds to read an EDM2 release-format pickle: ours vs plain pickle.load, same file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import edm2_format
+
+    from course.imagenet import loading
+
+    for size in sizes:
+        cfg = CONFIGS[size][0]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"edm2-img64-{size}-random.pkl"
+            edm2_format.write_edm2_pickle(path, edm2.EDM2Denoiser(**cfg), cfg)
+            mb = path.stat().st_size / 2**20
+            ours, plain = [], []
+            for _ in range(2):  # second reads come from the page cache for both
+                t = time.perf_counter()
+                loading.read_edm2_pickle(path)
+                ours.append(time.perf_counter() - t)
+                edm2_format._install_fake_module()
+                sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj = lambda meta: meta
+                t = time.perf_counter()
+                with open(path, "rb") as f:
+                    pickle.load(f)
+                plain.append(time.perf_counter() - t)
+            print(f"loading EDM2 {size} ({mb:.0f} MB file): ours {min(ours):.2f} s, pickle.load {min(plain):.2f} s "
+                  f"(ours / pickle.load {min(ours) / min(plain):.2f}x; best of 2)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sizes", default="shared,xs,s")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sampling-only", action="store_true")
+    ap.add_argument("--loading-only", action="store_true")
     args = ap.parse_args()
     dev = args.device
     print(f"torch {torch.__version__}, device {dev}, {torch.get_num_threads()} CPU threads")
+    bench_loading()
+    if args.loading_only:
+        return
     # the tiny random-weight configuration of lesson 7 (the released checkpoints, if present, on a GPU)
     real = dev != "cpu" and all(presets.available(p) for p in ("adm-icg", "adm-pag", "edm2-s-pag"))
     bench_guided_sampling(dev, n=4 if dev == "cpu" else 64, steps=8 if dev == "cpu" else 32, tiny=not real)

@@ -13,33 +13,47 @@ from pathlib import Path
 
 import torch
 
-from .. import guiders
+from .. import guiders, samplers
+from . import guided_diffusion
 from .adm import ADMClassifier, ADMClassifierOnSigma, ADMDenoiser, ADMUNet
 from .edm2 import EDM2Denoiser
 from .loading import load_adm_classifier, load_adm_unet, load_edm2_pickle
 
-EDM2_S = "edm2-img64-s-1073741-0.045.pkl"
-EDM2_XS_GUIDE = "edm2-img64-xs-0134217-0.110.pkl"
+# The released files, as EDM2's generate_images.py names them for each ImageNet-64 preset (REFERENCE
+# section 5): the EMA length (last number) differs between the FID and the FD_DINOv2 presets.
+EDM2_S_UNGUIDED = "edm2-img64-s-1073741-0.075.pkl"  # unguided FID preset
+EDM2_S = "edm2-img64-s-1073741-0.045.pkl"  # autoguidance FID preset: main
+EDM2_XS_GUIDE = "edm2-img64-xs-0134217-0.110.pkl"  # autoguidance FID preset: guide (XS, 1/8 of the training)
+EDM2_S_DINO = "edm2-img64-s-1073741-0.105.pkl"  # autoguidance FD_DINOv2 preset: main
+EDM2_XS_GUIDE_DINO = "edm2-img64-xs-0134217-0.175.pkl"  # autoguidance FD_DINOv2 preset: guide
 ADM_UNET, ADM_CLASSIFIER = "64x64_diffusion.pt", "64x64_classifier.pt"
-SAMPLER = dict(steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0)  # EDM Heun, 63 calls (126 with a guide)
+SAMPLER = dict(kind="edm_heun", steps=32, sigma_min=0.002, sigma_max=80.0, rho=7.0)  # 63 calls (126 with a guide)
+ADM_SAMPLER = dict(kind="dhariwal_nichol", steps=250)  # guided-diffusion's own: learned variances, 250 respaced steps
 
 PRESETS = {
-    "edm2-s-unguided": dict(family="edm2", main=EDM2_S, guider=None, w=1.0, sampler=SAMPLER,
-                            note="EDM2-S alone; published FID 1.58"),
+    "edm2-s-unguided": dict(family="edm2", main=EDM2_S_UNGUIDED, guider=None, w=1.0, sampler=SAMPLER,
+                            published={"FID": 1.58}, note="EDM2-S alone, EMA 0.075 (the unguided FID preset)"),
     "edm2-s-autoguidance-fid": dict(family="edm2", main=EDM2_S, guide=EDM2_XS_GUIDE, guider="autoguidance", w=1.70, sampler=SAMPLER,
-                                    note="S guided by XS trained 1/8 as long (EMA 0.045 / 0.110); published FID 1.01"),
-    "edm2-s-autoguidance-fd-dinov2": dict(family="edm2", main=EDM2_S, guide=EDM2_XS_GUIDE, guider="autoguidance", w=2.20, sampler=SAMPLER,
-                                          note="the FD_DINOv2 preset's scale (published 31.85); the EMA lengths of that preset "
-                                               "are not in REFERENCE.md, so the FID preset's files are used"),
+                                    published={"FID": 1.01},
+                                    note="S guided by XS trained 1/8 as long (EMA 0.045 / 0.110)"),
+    "edm2-s-autoguidance-fd-dinov2": dict(family="edm2", main=EDM2_S_DINO, guide=EDM2_XS_GUIDE_DINO, guider="autoguidance", w=2.20,
+                                          sampler=SAMPLER, published={"FD_DINOv2": 31.85},
+                                          note="S guided by XS trained 1/8 as long (EMA 0.105 / 0.175), tuned for FD_DINOv2"),
     "edm2-s-pag": dict(family="edm2", main=EDM2_S, guider="pag", w=2.0, layers=["unet.dec.8x8_in0"], sampler=SAMPLER,
-                       note="no published preset (EDM2 has no PAG): the course's choice, to compare"),
-    "adm-cg": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=SAMPLER,
-                   note="classifier_scale 1.0 of guided-diffusion (the course's w is that scale with a conditional model)"),
-    "adm-icg": dict(family="adm", main=ADM_UNET, guider="icg", w=1.5, sampler=SAMPLER,
+                       published={}, note="no published preset (EDM2 has no PAG): the course's choice, to compare"),
+    "adm-cg": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=ADM_SAMPLER,
+                   published={}, note="guided-diffusion's classifier sampling (its README's 64x64 command): classifier_scale 1.0, "
+                                      "ancestral steps with learned variances, 250 respaced steps, guidance as a mean shift"),
+    "adm-cg-heun": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=SAMPLER,
+                        published={}, note="the same model and scale on EDM Heun (32 steps) with the score form of guidance, "
+                                           "D + w sigma^2 grad log p(y|x): the course's variant, not the paper's method"),
+    "adm-unguided": dict(family="adm", main=ADM_UNET, guider=None, w=1.0, sampler=ADM_SAMPLER, published={"FID": 2.07},
+                         note="ADM 64x64 alone on guided-diffusion's sampler (published FID 2.07, 'ADM (dropout)')"),
+    "adm-icg": dict(family="adm", main=ADM_UNET, guider="icg", w=1.5, sampler=SAMPLER, published={},
                     note="independent condition guidance: CFG-like guidance without a null class; w is the course's choice"),
     "adm-pag": dict(family="adm", main=ADM_UNET, guider="pag", w=4.0,
                     layers=["unet.input_blocks.13.1", "unet.input_blocks.14.1", "unet.input_blocks.15.1", "unet.middle_block.1"],
-                    sampler=SAMPLER, note="g = 4 as in the official PAG code for ADM, on the 8x8 attention blocks"),
+                    sampler=SAMPLER, published={}, note="g = 4 as in the official PAG code for ADM, on the 8x8 attention blocks"),
 }
 
 # Tiny random-weight stand-ins with the same classes (used when checkpoints are absent, and in tests).
@@ -49,6 +63,38 @@ TINY_ADM = dict(image_size=64, model_channels=32, num_res_blocks=1, num_head_cha
                 channel_mult=(1, 1, 2, 2), num_classes=1000)
 TINY_ADM_CLASSIFIER = dict(image_size=64, model_channels=32, num_res_blocks=1, num_head_channels=32, attention_resolutions="32,16,8",
                            channel_mult=(1, 1, 2, 2), out_channels=1000)
+
+
+class GuidedDiffusionModel(torch.nn.Module):
+    """The networks guided-diffusion's sampler needs: the ADM UNet (eps and learned variances),
+    the classifier on x_t (or None) and the classifier scale."""
+
+    def __init__(self, unet, classifier=None, scale=1.0):
+        super().__init__()
+        self.unet, self.classifier, self.scale = unet, classifier, scale
+
+
+def no_guidance_w(preset):
+    """The scale at which a preset's guider is the plain model: 1 (lerp convention), except
+    classifier guidance on a conditional model, where w is classifier_scale and 0 is no guidance."""
+    return 0.0 if PRESETS[preset]["guider"] == "cg" else 1.0
+
+
+def sample(preset, D, labels, generator, device="cpu", progress=False, steps=None):
+    """Images [N, 3, 64, 64] in [-1, 1] for ``labels`` [N] with the preset's sampler (``steps``
+    overrides its number of steps); every random number comes from ``generator`` (CPU), so a
+    batch is reproducible on any device."""
+    s = dict(PRESETS[preset]["sampler"], **({"steps": steps} if steps else {}))
+    n = len(labels)
+    if s["kind"] == "edm_heun":
+        sigmas = samplers.edm_sigmas(s["steps"], s["sigma_min"], s["sigma_max"], s["rho"])
+        noise = torch.randn(n, 3, 64, 64, generator=generator).to(device) * sigmas[0].item()
+        return samplers.edm_heun(D, noise, sigmas, labels, progress=progress)
+    if s["kind"] == "dhariwal_nichol":
+        x_T = torch.randn(n, 3, 64, 64, generator=generator).to(device)
+        return guided_diffusion.dhariwal_nichol(D.unet, x_T, labels, steps=s["steps"], classifier=D.classifier,
+                                                scale=D.scale, generator=generator, progress=progress)
+    raise ValueError(f"preset {preset!r} names an unknown sampler {s['kind']!r}")
 
 
 def checkpoint_folder(folder=None) -> Path:
@@ -114,7 +160,11 @@ def build(preset, folder=None, tiny=False, w=None, adm_config=None):
     w = p["w"] if w is None else w
     main, guide, clf = _networks(p, folder, tiny, adm_config)
     kind = p["guider"]
-    if kind is None:
+    if p["sampler"]["kind"] == "dhariwal_nichol":
+        # guided-diffusion's sampler needs the raw networks (the UNet's learned variances, the
+        # classifier on x_t): a GuidedDiffusionModel carries them; it is not a denoiser
+        D = GuidedDiffusionModel(main.unet, clf.classifier if clf is not None else None, w if kind == "cg" else 0.0)
+    elif kind is None:
         D = main
     elif kind == "autoguidance":
         D = guiders.Autoguidance(main, guide, w)
