@@ -54,7 +54,7 @@ def test_bad_learner_code_fails_with_a_message_and_grading_goes_on(kind, tmp_pat
     # the other lessons: the reference solutions, so that grading is seen to go on after the failure
     for lesson in exercises.lessons()[1:]:
         (tmp_path / f"{lesson}.py").write_text(exercises.solution_path(lesson).read_text())
-    results = grading.grade(tmp_path, timeout=5 if kind == "forever" else 60)
+    results = grading.grade(tmp_path, timeout=5 if kind == "forever" else 60, guard=False)
     first, rest = results[0], results[1:]
     assert not first.passed and EXPECTED[kind] in first.message, first.message
     assert rest and all(r.passed for r in rest), [r.message for r in rest]
@@ -79,9 +79,19 @@ def test_pick_falls_back_to_the_reference_until_written(tmp_path, capsys):
     x0, eps = torch.ones(2, 2), torch.zeros(2, 2)
     torch.testing.assert_close(forward_noise(x0, eps, 0.25), 0.5 * x0)
     assert "using the reference solution" in capsys.readouterr().out
+    # a wrong function is never used silently: the lesson says why and uses the reference
     (tmp_path / "lesson01.py").write_text("def forward_noise(x0, eps, abar_t):\n    return x0 * 0 + 42\n")
     mine = exercises.workspace("lesson01", tmp_path)
-    assert exercises.pick(mine, "forward_noise")(x0, eps, 0.25).eq(42).all()
+    torch.testing.assert_close(exercises.pick(mine, "forward_noise")(x0, eps, 0.25), 0.5 * x0)
+    note = capsys.readouterr().out
+    assert "does not pass its check yet" in note and "expected" in note and "using the reference solution" in note, note
+    # a right one is used, and the lesson says so
+    (tmp_path / "lesson01.py").write_text("def forward_noise(x0, eps, abar_t):\n"
+                                          "    import torch\n    a = torch.as_tensor(abar_t, dtype=x0.dtype).reshape(-1, 1)\n"
+                                          "    return a.sqrt() * x0 + (1 - a).sqrt() * eps\n")
+    mine = exercises.workspace("lesson01", tmp_path)
+    torch.testing.assert_close(exercises.pick(mine, "forward_noise")(x0, eps, 0.25), 0.5 * x0)
+    assert "using your function" in capsys.readouterr().out
 
 
 def run_grade(*args):
@@ -91,9 +101,10 @@ def run_grade(*args):
 def test_grade_command_on_stubs_reports_every_exercise_failed():
     out = run_grade("--stubs")
     assert out.returncode == 1
+    lines = out.stdout.splitlines()
     for ex in EXERCISES:
-        line = next(l for l in out.stdout.splitlines() if l.startswith(f"{ex.lesson}.{ex.name} "))
-        assert "FAIL" in line and "not written yet" in line, line
+        i = next(i for i, l in enumerate(lines) if l.startswith(f"{ex.lesson}.{ex.name} "))
+        assert "FAIL" in lines[i] and "not written yet" in lines[i + 1], lines[i:i + 2]  # the message, under its row
     assert f"score: 0/{sum(e.points for e in EXERCISES)} points" in out.stdout
 
 
