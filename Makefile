@@ -1,7 +1,8 @@
 # The course's commands. The two a newcomer needs:
 #   make test   - create .venv if needed, then run every test (it executes every lesson in fast mode)
 #   make book   - create .venv if needed, execute every lesson in full and render the site to _build/html
-# Others: make grade (score your exercises), make lab (open the lessons in JupyterLab), make clean.
+# Others: make book-clean (re-execute every lesson), make book-fast (the whole site in fast mode,
+# for checking layout), make grade (score your exercises), make lab (JupyterLab), make clean.
 #
 # Variables: PYTHON (the interpreter that creates .venv; 3.10 or newer), TORCH (the torch
 # requirement installed first: pinned, because an unpinned torch pulls a multi-GB CUDA build
@@ -22,17 +23,52 @@ BIN := $(VENV)/bin
 endif
 PY := $(BIN)/python
 
-.PHONY: test book grade lab clean env
+.PHONY: test book book-clean book-fast grade lab clean env
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-book: $(VENV)/.installed-book
-	$(BIN)/jupyter-book build notebooks --path-output . --warningiserror --nitpick --keep-going
-	@echo "The site is in _build/html (open _build/html/index.html)."
+# The book caches each lesson's executed outputs (jupyter-cache, keyed on its code cells), so a
+# rebuild re-executes only the lessons whose code changed. The cache cannot see the package or
+# data/ a lesson imports, so a fingerprint of course/ and data/ is kept beside it: when it
+# changes, the cache is emptied and every lesson runs again.
+# `make book COURSE_FAST=1` is the same as `make book-fast`: fast-mode outputs never enter the
+# full build's cache.
+BOOK_FLAGS := --warningiserror --nitpick --keep-going
+FINGERPRINT = $(PY) -c "import hashlib, pathlib; h = hashlib.sha256(); [h.update(str(p).encode() + p.read_bytes()) for p in sorted(pathlib.Path('course').rglob('*.py')) + sorted(pathlib.Path('data').glob('*'))]; print(h.hexdigest())"
 
+ifneq ($(filter 1 true yes on,$(COURSE_FAST)),)
+book: book-fast
+else
+book: $(VENV)/.installed-book
+	@mkdir -p _build
+	@new=$$($(FINGERPRINT)); old=$$(cat _build/.course-fingerprint 2>/dev/null); \
+	if [ "$$new" != "$$old" ]; then \
+		[ -z "$$old" ] || echo "course/ or data/ changed since the last build: every lesson runs again"; \
+		rm -rf _build/.jupyter_cache; \
+	fi; \
+	echo "$$new" > _build/.course-fingerprint.next
+	$(BIN)/jupyter-book build notebooks --path-output . $(BOOK_FLAGS)
+	@mv _build/.course-fingerprint.next _build/.course-fingerprint
+	@echo "The site is in _build/html (open _build/html/index.html)."
+endif
+
+book-clean:
+	rm -rf _build/.jupyter_cache _build/.course-fingerprint _build/html _build/jupyter_execute _build/.doctrees
+	$(MAKE) book COURSE_FAST=
+
+# Fast mode: every lesson with tiny training, a banner on every page, its own build folder.
+book-fast: $(VENV)/.installed-book
+	@mkdir -p _build/fast
+	$(PY) -c "import yaml; c = yaml.safe_load(open('notebooks/_config.yml')); \
+	c.setdefault('html', {})['announcement'] = 'Built in FAST MODE (COURSE_FAST=1): tiny training, so the figures and numbers are placeholders. Run make book for the real course.'; \
+	c['execute']['execute_notebooks'] = 'force'; yaml.safe_dump(c, open('_build/fast/_config.yml', 'w'))"
+	COURSE_FAST=1 $(BIN)/jupyter-book build notebooks --config _build/fast/_config.yml --path-output _build/fast $(BOOK_FLAGS)
+	@echo "The fast-mode site is in _build/fast/_build/html (open _build/fast/_build/html/index.html)."
+
+# A failing exercise is the table's news, not make's: the exit status is kept out of make's way.
 grade: $(VENV)/.installed-test
-	$(PY) -m course.grade $(EXERCISES)
+	@$(PY) -m course.grade $(EXERCISES) || true
 
 # JupyterLab opens the lessons (.md) as notebooks through jupytext: a settings override in .venv.
 lab: $(VENV)/.installed-lessons

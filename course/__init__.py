@@ -1,7 +1,7 @@
 """The guidance course's package: one idea, a denoiser D(x, sigma, y) -> estimate of x0.
 
 Modules, one concept each (read them next to the lessons):
-    settings      the fast-mode switch            conversions  eps / score / x0, VP <-> sigma
+    settings      fast mode, thread count         conversions  eps / score / x0, VP <-> sigma
     mixtures      exact Gaussian mixtures         presets      ring, fractal tree, fitted moons
     samplers      DDPM, DDIM, EDM Euler / Heun    mlp          tiny MLP denoisers
     training      Algorithm 1, EDM loss, EMA      checkpoints  safetensors, atomic writes
@@ -12,3 +12,7 @@ Modules, one concept each (read them next to the lessons):
     imagenet/     EDM2, ADM, safe loading, presets  conformance, fid, generate, grade, exercises/
 """
 __version__ = "0.1.0"
+
+from .settings import apply_threads as _apply_threads
+
+_apply_threads()  # COURSE_THREADS, if set: the one place that sets torch's thread count

@@ -13,6 +13,7 @@ model's density: for the exact mixture the same code reproduces ``GaussianMixtur
 import math
 
 import torch
+from tqdm import tqdm
 
 from .samplers import edm_sigmas
 
@@ -29,16 +30,18 @@ def _drift_and_divergence(D, x, sigma, y):
     return f.detach(), div.detach()
 
 
-def ode_log_prob(D, x, sigma, y=None, sigma_max=20.0, steps=64, data_var=0.25, rho=7.0):
+def ode_log_prob(D, x, sigma, y=None, sigma_max=20.0, steps=64, data_var=0.25, rho=7.0, progress=True):
     """log p(x; sigma) [N] implied by the denoiser D, for points x [N, d] at noise level ``sigma``.
 
     Integrates the ODE from sigma up to sigma_max with Heun's method on EDM's rho-spaced levels,
-    accumulating the divergence, and ends in N(0, (sigma_max^2 + data_var) I).
+    accumulating the divergence, and ends in N(0, (sigma_max^2 + data_var) I). ``progress``
+    shows a bar over the steps.
     """
     x = torch.as_tensor(x)
     levels = edm_sigmas(steps, sigma_min=float(sigma), sigma_max=sigma_max, rho=rho)[:-1].flip(0)  # sigma -> sigma_max
     delta = torch.zeros(x.shape[0], dtype=x.dtype)
-    for s, s_next in zip(levels[:-1].tolist(), levels[1:].tolist()):
+    pairs = list(zip(levels[:-1].tolist(), levels[1:].tolist()))
+    for s, s_next in tqdm(pairs, disable=not progress, desc="likelihood ODE", leave=False):
         f, div = _drift_and_divergence(D, x, s, y)
         x_euler = x + (s_next - s) * f
         f2, div2 = _drift_and_divergence(D, x_euler, s_next, y)

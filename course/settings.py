@@ -1,14 +1,31 @@
-"""The course's one switch: fast mode.
+"""The course's switches: fast mode and the number of CPU threads.
 
 Lessons train small models. Set the environment variable ``COURSE_FAST=1`` and every lesson
 shrinks its training and sampling to seconds, so that the tests can execute every lesson.
 The book and a learner's own runs use the full settings unless told otherwise.
 
-This is the only place that reads the variable; lessons call :func:`fast_mode` or :func:`pick`.
+``COURSE_THREADS=N`` caps the CPU threads torch uses in every process that imports the course
+(lessons, tests, the book's kernels): with several lessons executing side by side, N = cores /
+jobs keeps them from fighting over the cores. Unset, torch's default (one thread per core) holds.
+
+This is the only place that reads these variables; lessons call :func:`fast_mode` or :func:`pick`.
 """
 import os
 
 FAST_ENV = "COURSE_FAST"
+THREADS_ENV = "COURSE_THREADS"
+
+
+def apply_threads():
+    """Set torch's intra-op thread count from ``COURSE_THREADS`` (if set); return the count in use."""
+    import torch
+
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{THREADS_ENV} must be a whole number >= 1; got {value!r}")
+        torch.set_num_threads(int(value))
+    return torch.get_num_threads()
 
 
 def fast_mode() -> bool:

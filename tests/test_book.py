@@ -1,4 +1,5 @@
 """The book's table of contents lists every lesson, and the lessons are text notebooks."""
+import re
 import subprocess
 
 import jupytext
@@ -20,8 +21,26 @@ def toc_files():
 
 def test_every_lesson_is_in_the_table_of_contents_in_order():
     lessons = [p.stem for p in lesson_files()]
-    listed = [f for f in toc_files() if f != "index"]
+    listed = [f for f in toc_files() if re.match(r"\d\d_", f)]
     assert listed == lessons, f"_toc.yml lists {listed}; notebooks/ has lessons {lessons}"
+    assert {"notation", "course_map"} <= set(toc_files()), "the reference pages must be in the book"
+
+
+def test_every_lesson_links_the_notation_page_and_the_course_map():
+    for path in lesson_files():
+        text = path.read_text()
+        assert "{doc}`notation`" in text and "{doc}`course_map`" in text, path.name
+
+
+def test_course_map_executes_and_lists_every_lesson(tmp_path):
+    from nbclient import NotebookClient
+
+    nb = jupytext.read(NOTEBOOKS / "course_map.md")
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    table = nb.cells[1].outputs[0]["data"]["text/markdown"]
+    for path in lesson_files():
+        assert f"]({path.stem})" in table, path.name
+    assert "`samplers`" in table and "`forward_noise` (1 pt)" in table
 
 
 def test_lessons_are_myst_text_notebooks_with_a_python_kernel():
@@ -50,3 +69,20 @@ def test_every_figure_has_a_title_and_a_caption():
                 nxt = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
                 assert nxt is not None and nxt.cell_type == "markdown" and nxt.source.lstrip().startswith("**Figure"), \
                     f"{path.name}, cell {i}: a figure must be followed by its caption ('**Figure N.M.** ...')"
+
+
+def test_a_save_without_edits_changes_nothing(tmp_path):
+    """JupyterLab saves a lesson through jupytext: with the folder's jupytext.toml, the text that
+    comes back from a notebook round trip is the text that went in (no version stamp)."""
+    import shutil
+    import sys
+
+    for name in ("jupytext.toml", lesson_files()[0].name):
+        shutil.copy(NOTEBOOKS / name, tmp_path / name)
+    lesson = tmp_path / lesson_files()[0].name
+    run = lambda *args: subprocess.run([sys.executable, "-m", "jupytext", *args], cwd=tmp_path, capture_output=True, text=True)  # noqa: E731
+    assert run("--to", "ipynb", lesson.name).returncode == 0
+    lesson.unlink()
+    out = run("--to", "md:myst", lesson.with_suffix(".ipynb").name)
+    assert out.returncode == 0, out.stderr
+    assert lesson.read_text() == lesson_files()[0].read_text(), "a round trip through a notebook changed the lesson's text"
