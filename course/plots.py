@@ -62,8 +62,15 @@ def quality_variety(ax, curves, quality="log_p", variety="recall", title="Qualit
     ax.legend()
 
 
-def field(ax, points, vectors, color="k", scale=25, label=None, normaliser=None):
-    """Arrows at ``points``; divided by ``normaliser`` lengths (default: their own), so direction
-    and relative size both show."""
-    length = (vectors if normaliser is None else normaliser).norm(dim=1, keepdim=True).clamp(min=1e-12)
-    ax.quiver(*points.T, *(vectors / length).T, color=color, scale=scale, width=0.004, label=label)
+def field(ax, points, vectors, color="k", scale=25, label=None, normaliser=None, max_length=3.0):
+    """Arrows at ``points``, each divided by the length of ``normaliser`` there (default: its own),
+    so a normaliser arrow has unit length and another field shows its direction and relative size.
+
+    Where the normaliser is nearly zero (the centre of a symmetric density, where the score
+    vanishes) that ratio is meaningless and huge: normaliser lengths are floored at 5% of their
+    median, and drawn arrows are capped at ``max_length`` units."""
+    length = (vectors if normaliser is None else normaliser).norm(dim=1, keepdim=True)
+    length = length.clamp(min=max(0.05 * length.median().item(), 1e-12))
+    v = vectors / length
+    v = v * (max_length / v.norm(dim=1, keepdim=True).clamp(min=max_length))  # cap: |v| <= max_length
+    ax.quiver(*points.T, *v.T, color=color, scale=scale, width=0.004, label=label)

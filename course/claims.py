@@ -1,0 +1,48 @@
+"""Claims a lesson's prose makes about its own numbers, checked by the lesson itself.
+
+A sentence such as "recall falls as w grows" is only as true as the run that printed the
+numbers. Each lesson states such sentences through :func:`claim`, right after the cell that
+computes them::
+
+    claim(recall[-1] < recall[0], "recall falls as w grows", recall=recall)
+
+In full mode (the book build) a false claim raises :class:`ClaimFailed`, with the sentence and
+the numbers, and so fails the build. In fast mode (tiny training, used by the tests) the numbers
+mean little: a false claim only prints a note saying it was not checked.
+"""
+from .settings import fast_mode
+
+
+class ClaimFailed(AssertionError):
+    """A sentence of a lesson that its own numbers do not support."""
+
+
+def _fmt(value):
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            value = value.tolist()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def claim(condition, text, **numbers):
+    """Check that ``condition`` (computed from the lesson's numbers) holds for the sentence ``text``.
+
+    Returns True when it holds. When it does not: raises :class:`ClaimFailed` naming the sentence
+    and ``numbers``, or, in fast mode, prints that the claim was not checked and returns False."""
+    if bool(condition):
+        return True
+    detail = ", ".join(f"{k} = {_fmt(v)}" for k, v in numbers.items())
+    if fast_mode():
+        print(f"(fast mode: the claim {text!r} does not hold for these tiny-training numbers; not checked)")
+        return False
+    raise ClaimFailed(f"the lesson says {text!r}, but its numbers do not show it" + (f": {detail}" if detail else ""))
