@@ -40,7 +40,8 @@ MAX_MESSAGE = 256 * 2**20  # bytes in one message from the child
 
 def limits(timeout):
     """(CPU seconds, memory bytes, file-size bytes) for the child: CPU time a little above the
-    wall-clock limit (importing torch takes a few seconds), 4 GiB of address space, 16 MiB of output."""
+    wall-clock limit (importing torch takes a few seconds), 4 GiB of address space beyond what
+    torch itself maps, 16 MiB of output."""
     return int(timeout) + 30, 4 * 2**30, 16 * 2**20
 
 

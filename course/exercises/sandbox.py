@@ -18,14 +18,26 @@ import traceback
 from pathlib import Path
 
 
-def set_limits(cpu_seconds, memory_bytes, file_bytes):
-    """rlimits for this process and its children (POSIX; elsewhere only the grader's wall-clock limit applies)."""
+def address_space():
+    """Bytes of address space this process maps now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def set_limits(cpu_seconds=None, memory_bytes=None, file_bytes=None, core_dumps=True):
+    """rlimits for this process and its children (POSIX; elsewhere only the grader's wall-clock limit applies).
+    ``memory_bytes`` is added to the address space already mapped (torch's libraries, which are
+    large in CUDA builds), so the budget is what the learner's code may allocate."""
     try:
         import resource
     except ImportError:  # Windows
         return
-    for name, value in (("RLIMIT_CPU", cpu_seconds), ("RLIMIT_AS", memory_bytes), ("RLIMIT_FSIZE", file_bytes),
-                        ("RLIMIT_CORE", 0)):
+    address = None if memory_bytes is None else address_space() + memory_bytes
+    for name, value in (("RLIMIT_CPU", cpu_seconds), ("RLIMIT_AS", address), ("RLIMIT_FSIZE", file_bytes),
+                        ("RLIMIT_CORE", None if core_dumps else 0)):
         limit = getattr(resource, name, None)
         if limit is None or value is None:
             continue
@@ -52,9 +64,11 @@ def main(argv):
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(2, 1)
-    set_limits(int(cpu), int(memory), int(fsize))
+    set_limits(cpu_seconds=int(cpu), file_bytes=int(fsize), core_dumps=False)
 
     import torch
+
+    set_limits(memory_bytes=int(memory))  # after torch's libraries are mapped: the budget is the learner's
 
     from . import load_file
     from .wire import WireError, decode, dumps, encode, loads
