@@ -17,15 +17,17 @@ THREADS_ENV = "COURSE_THREADS"
 
 
 def apply_threads():
-    """Set torch's intra-op thread count from ``COURSE_THREADS`` (if set); return the count in use."""
+    """Set torch's intra-op thread count from ``COURSE_THREADS`` if it is set (torch is imported
+    only then, so importing the course stays cheap); return the count set, or None."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV} must be a whole number >= 1; got {value!r}")
     import torch
 
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{THREADS_ENV} must be a whole number >= 1; got {value!r}")
-        torch.set_num_threads(int(value))
-    return torch.get_num_threads()
+    torch.set_num_threads(int(value))
+    return int(value)
 
 
 def fast_mode() -> bool:
