@@ -51,10 +51,9 @@ EXPECTED = {
 @pytest.mark.parametrize("kind", list(BAD_LESSON00))
 def test_bad_learner_code_fails_with_a_message_and_grading_goes_on(kind, tmp_path):
     (tmp_path / "lesson00.py").write_text(BAD_LESSON00[kind])
-    # the other lessons: the reference solutions, so that grading is seen to go on after the failure
-    for lesson in exercises.lessons()[1:]:
-        (tmp_path / f"{lesson}.py").write_text(exercises.solution_path(lesson).read_text())
-    results = grading.grade(tmp_path, timeout=5 if kind == "forever" else 60, guard=False)
+    # another lesson: the reference solutions, so that grading is seen to go on after the failure
+    (tmp_path / "lesson03.py").write_text(exercises.solution_path("lesson03").read_text())
+    results = grading.grade(tmp_path, ["lesson00", "lesson03"], timeout=5 if kind == "forever" else 60, guard=False)
     first, rest = results[0], results[1:]
     assert not first.passed and EXPECTED[kind] in first.message, first.message
     assert rest and all(r.passed for r in rest), [r.message for r in rest]
