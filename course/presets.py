@@ -8,6 +8,10 @@
   127 branches x 8 = 1016 components per class, as in the paper; the overall std is scaled to
   about 0.5. Built here from that description, not from the paper's code, so the shapes differ
   in detail.
+* :func:`paper_tree` - the autoguidance paper's own tree, from its published recipe (Karras et
+  al. 2024; the recursion and constants are spelled out in its docstring): the geometry the
+  paper's Figures 1 and 2 show. (Not yet used by the lessons, whose committed models were
+  trained on :func:`tree`.)
 * :func:`fit` - fit a mixture to any point cloud with scikit-learn (one fit per class).
 """
 import math
@@ -65,6 +69,54 @@ def tree(depth: int = 7, per_branch: int = 8, std: float = 0.5) -> GaussianMixtu
                 labels.append(label)
     gm = GaussianMixture(weights, np.array(means), np.array(covs), labels)
     return standardise(gm, std)
+
+
+PAPER_TREE_ORIGIN = (0.0030, 0.0325)
+PAPER_TREE_SCALE = (1.3136, 1.3844)
+
+
+def paper_tree(classes=("A", "B"), seed: int = 2) -> GaussianMixture:
+    """The two-class tree of the autoguidance paper, built from its published recipe.
+
+    One ``numpy.random.RandomState(seed)`` drives both classes: class A (label 0) grows first from
+    angle pi/4, then class B (label 1) from 5 pi/4, both from the origin (0.0030, 0.0325). A branch
+    at depth d (0..6, so 127 branches per class) starting at ``pos`` with angle ``a``:
+
+        dist  = 0.292 * 0.8^d * (0.2 randn + 1)              (the branch's first draw)
+        thick = 0.2 * 0.8^d / dist,   size = scale * dist * 0.06,   u = (cos a, sin a)
+        8 components, t in linspace(0.07, 0.93, 8): weight dist * 0.5^d,
+            mean (pos + u dist t) * scale,   cov (u u^T + (I - u u^T) thick^2) * outer(size, size)
+        children at pos + u dist, sign +1 then -1, angle a + sign 0.7^d (0.2 randn + 1)
+            (each child's draw made just before recursing into it)
+
+    with scale = (1.3136, 1.3844) elementwise. ``classes`` selects "A", "B" or both; weights are
+    normalised over the selected classes, labels stay 0 (A) and 1 (B)."""
+    rnd = np.random.RandomState(seed)
+    scale = np.array(PAPER_TREE_SCALE)
+    comps = {"A": [], "B": []}
+
+    def branch(out, pos, angle, depth):
+        u = np.array([math.cos(angle), math.sin(angle)])
+        dist = 0.292 * 0.8**depth * (0.2 * rnd.randn() + 1)
+        thick = 0.2 * 0.8**depth / dist
+        size = scale * dist * 0.06
+        cov = (np.outer(u, u) + (np.eye(2) - np.outer(u, u)) * thick**2) * np.outer(size, size)
+        for t in np.linspace(0.07, 0.93, 8):
+            out.append((dist * 0.5**depth, (pos + u * dist * t) * scale, cov))
+        if depth < 6:
+            for sign in (1, -1):
+                child = angle + sign * 0.7**depth * (0.2 * rnd.randn() + 1)
+                branch(out, pos + u * dist, child, depth + 1)
+
+    origin = np.array(PAPER_TREE_ORIGIN)
+    branch(comps["A"], origin, math.pi / 4, 0)  # A first: the shared random stream makes order matter
+    branch(comps["B"], origin, 5 * math.pi / 4, 0)
+    unknown = set(classes) - {"A", "B"}
+    if unknown or not classes:
+        raise ValueError(f"classes must be a selection of 'A' and 'B'; got {classes!r}")
+    rows = [(w, m, c, label) for label, name in enumerate(("A", "B")) if name in classes for w, m, c in comps[name]]
+    weights, means, covs, labels = zip(*rows)
+    return GaussianMixture(np.array(weights), np.array(means), np.array(covs), list(labels))
 
 
 def standardise(gm: GaussianMixture, std: float = 0.5) -> GaussianMixture:

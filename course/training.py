@@ -1,4 +1,5 @@
-"""Training: the seed's Algorithm 1 (eps loss), the EDM loss, label dropout and an EMA.
+"""Training: the seed's Algorithm 1 (eps loss), the EDM loss, the exact-target loss, label
+dropout, and two EMAs (a constant decay, and EDM2's power function).
 
 A data source is any callable ``draw(n, generator) -> (x0 [n, ...], y [n] or None)``;
 :func:`mixture_source` makes one from a Gaussian mixture.
@@ -42,6 +43,23 @@ def edm_loss(D, x0, y=None, P_mean=-1.2, P_std=1.2, sigma_data=0.5, generator=No
     return (weight.reshape(shape) * err).mean()
 
 
+def exact_loss(D, gm, x0, y=None, P_mean=-2.3, P_std=1.5, generator=None):
+    """The autoguidance paper's toy loss, one batch: regress onto the *exact* denoiser of the
+    mixture ``gm`` at the noisy point, instead of onto x0 (possible only where the score is known):
+
+        ln sigma ~ N(P_mean, P_std^2),  x = x0 + sigma n,
+        loss = sigma^2 || score*(x; sigma) - score_D(x; sigma) ||^2 = || D*(x; sigma) - D(x; sigma) ||^2 / sigma^2
+
+    averaged over batch and dimensions. D* = E[x0 | x] removes the variance that sampling x0 adds
+    to denoising score matching; labels ``y`` (-1 = unconditional) select class mixtures of ``gm``."""
+    n = x0.shape[0]
+    sigma = (torch.randn(n, generator=generator, dtype=x0.dtype) * P_std + P_mean).exp()
+    x = x0 + sigma.reshape(-1, *([1] * (x0.ndim - 1))) * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    with torch.no_grad():
+        target = gm.denoise(x.double(), sigma.double(), y).to(x0.dtype)  # one sigma per row: gm's batched path
+    return (((D(x, sigma, y) - target) ** 2).mean(dim=tuple(range(1, x0.ndim))) / sigma**2).mean()
+
+
 def drop_labels(y, p, generator=None):
     """Label dropout for CFG: each label becomes -1 (the null class) with probability p."""
     if y is None or p <= 0:
@@ -56,29 +74,68 @@ class EMA:
     def __init__(self, model, beta=0.99):
         self.beta = beta
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.steps = 0
+
+    def decay(self):
+        """beta for the current update (constant here)."""
+        return self.beta
 
     @torch.no_grad()
     def update(self, model):
+        self.steps += 1
+        beta = self.decay()
         for p_ema, p in zip(self.model.parameters(), model.parameters()):
-            p_ema.lerp_(p, 1 - self.beta)
+            p_ema.lerp_(p, 1 - beta)
+
+
+def power_ema_gamma(std: float) -> float:
+    """EDM2's power-function EMA exponent gamma for a relative std (Karras et al. 2024, "Analyzing
+    and improving the training dynamics"): std^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)),
+    solved by bisection. std must lie in (0, 0.2887): gamma = 0, the longest average, has 0.2887."""
+    rel = lambda g: ((g + 1) / ((g + 2) ** 2 * (g + 3))) ** 0.5  # noqa: E731 - decreasing in g
+    if not 0 < std < rel(0.0):
+        raise ValueError(f"the EMA's relative std must lie in (0, {rel(0.0):.4f}); got {std}")
+    lo, hi = 0.0, 1e9
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if rel(mid) > std else (lo, mid)
+    return (lo + hi) / 2
+
+
+class PowerEMA(EMA):
+    """EDM2's power-function EMA: at update t (1, 2, ...) beta_t = (1 - 1/t)^(gamma + 1), so the
+    average weighs step s of t by about s^gamma; gamma from the relative std (:func:`power_ema_gamma`).
+    Its length grows with training, so early steps do not dominate a long run."""
+
+    def __init__(self, model, std=0.010):
+        super().__init__(model, beta=None)
+        self.std, self.gamma = std, power_ema_gamma(std)
+
+    def decay(self):
+        return (1 - 1 / self.steps) ** (self.gamma + 1)
 
 
 def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropout=0.0, ema=0.99,
-          seed=0, progress=True, loss_kwargs=None, abar=None):
+          seed=0, progress=True, loss_kwargs=None, abar=None, mixture=None, ema_std=None, betas=(0.9, 0.999)):
     """Train ``model`` with Adam and the autoguidance paper's schedule lr / sqrt(max(step/512, 1)).
 
-    loss: "edm" (model is a denoiser D) or "eps" (model is an eps-network; pass ``abar``).
-    Returns the EMA copy (the one to sample from; ``ema=None`` returns the model itself) and
-    the list of losses.
+    loss: "edm" (model is a denoiser D), "eps" (an eps-network; pass ``abar``) or "exact" (a
+    denoiser regressed onto the exact denoiser of ``mixture``: :func:`exact_loss`).
+    EMA: a constant decay ``ema`` (None: none), or EDM2's power function with relative std
+    ``ema_std`` (the paper's toy: 0.010), which takes precedence. ``betas``: Adam's (the paper's
+    toy uses (0.9, 0.99)). Returns the EMA copy (the one to sample from; the model itself if there
+    is no EMA) and the list of losses.
     """
-    if loss not in ("edm", "eps"):
-        raise ValueError(f"loss must be 'edm' or 'eps'; got {loss!r}")
+    if loss not in ("edm", "eps", "exact"):
+        raise ValueError(f"loss must be 'edm', 'eps' or 'exact'; got {loss!r}")
     if loss == "eps" and abar is None:
         raise ValueError("the eps loss needs the schedule: pass abar=alphas_cumprod(betas)")
+    if loss == "exact" and mixture is None:
+        raise ValueError("the exact loss regresses onto a known denoiser: pass mixture=GaussianMixture(...)")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1 / max(it / 512, 1) ** 0.5)
-    avg = EMA(model, ema) if ema else None
+    avg = PowerEMA(model, ema_std) if ema_std else (EMA(model, ema) if ema else None)
     losses = []
     model.train()
     for step in tqdm(range(steps), disable=not progress, desc="training", mininterval=1.0):
@@ -86,6 +143,8 @@ def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropou
         y = drop_labels(y, label_dropout, g)
         if loss == "edm":
             value = edm_loss(model, x0, y, generator=g, **(loss_kwargs or {}))
+        elif loss == "exact":
+            value = exact_loss(model, mixture, x0, y, generator=g, **(loss_kwargs or {}))
         else:
             value = eps_loss(model, x0, abar, y, generator=g)
         opt.zero_grad(set_to_none=True)

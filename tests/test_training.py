@@ -72,3 +72,68 @@ def test_checkpoint_errors_say_what_is_wrong(tmp_path):
     checkpoints.save(m, path)
     with pytest.raises(ValueError, match="NaN"):
         checkpoints.load(path)
+
+
+# --- the autoguidance paper's toy recipe (issue: faithful toy) --------------------------------------
+def test_power_ema_gamma_matches_edm2s_published_pairs():
+    from course.training import power_ema_gamma
+
+    assert abs(power_ema_gamma(0.05) - 16.97) < 0.01 and abs(power_ema_gamma(0.10) - 6.94) < 0.01
+    with pytest.raises(ValueError, match="relative std"):
+        power_ema_gamma(0.5)
+
+
+def test_power_ema_starts_as_a_copy_and_lengthens():
+    from course.training import PowerEMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    avg = PowerEMA(model, std=0.05)
+    decays = []
+    for t in range(1, 6):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        avg.update(model)
+        decays.append(avg.decay())
+        if t == 1:
+            assert avg.model.weight.item() == 1.0  # beta_1 = 0: the first update copies
+    assert all(b > a for a, b in zip(decays, decays[1:])) and decays[-1] < 1
+
+
+def test_exact_loss_is_zero_for_the_exact_denoiser_and_trains_a_net():
+    from course import mlp, presets
+    from course.training import exact_loss, mixture_source, train
+
+    gm = presets.ring(k=4, classes=2)
+    x0, k = gm.sample(256, generator=torch.Generator().manual_seed(0), return_components=True, dtype=torch.float64)
+    y = gm.labels[k]
+    assert exact_loss(gm, gm, x0, y, generator=torch.Generator().manual_seed(1)).item() < 1e-20
+    D, losses = train(mlp.MLPDenoiser(num_classes=2, width=32), mixture_source(gm), loss="exact", mixture=gm,
+                      steps=60, batch=256, ema_std=0.05, betas=(0.9, 0.99), progress=False)
+    assert sum(losses[-10:]) < sum(losses[:10])
+    with pytest.raises(ValueError, match="pass mixture="):
+        train(mlp.MLPDenoiser(), mixture_source(gm), loss="exact", steps=1)
+
+
+def test_paper_tree_follows_the_published_recipe():
+    import math
+
+    import numpy as np
+
+    from course import presets
+
+    gm = presets.paper_tree()
+    assert gm.num_components == 2 * 127 * 8 and gm.num_classes == 2
+    torch.testing.assert_close(gm.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
+    # the first component, from the recipe by hand: class A's root branch, t = 0.07
+    r = np.random.RandomState(2)
+    dist = 0.292 * (0.2 * r.randn() + 1)
+    u = np.array([math.cos(math.pi / 4), math.sin(math.pi / 4)])
+    first = (np.array(presets.PAPER_TREE_ORIGIN) + u * dist * 0.07) * np.array(presets.PAPER_TREE_SCALE)
+    torch.testing.assert_close(gm.means[0], torch.tensor(first))
+    # A grows toward pi/4 and B toward 5 pi/4; the data's std is about 0.5 per axis, as in the paper
+    a, b = gm.means[gm.labels == 0].mean(0), gm.means[gm.labels == 1].mean(0)
+    assert (a > 0.3).all() and (b < -0.2).all()
+    std = gm.sample(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64).std(0)
+    assert ((std - 0.5).abs() < 0.07).all(), std
+    only_a = presets.paper_tree(("A",))
+    assert only_a.num_components == 1016 and torch.allclose(only_a.means, gm.means[gm.labels == 0])
