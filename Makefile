@@ -60,9 +60,11 @@ book-clean:
 # Fast mode: every lesson with tiny training, a banner on every page, its own build folder.
 book-fast: $(VENV)/.installed-book
 	@mkdir -p _build/fast
-	$(PY) -c "import yaml; c = yaml.safe_load(open('notebooks/_config.yml')); \
+	$(PY) -c "import os, yaml; c = yaml.safe_load(open('notebooks/_config.yml')); \
 	c.setdefault('html', {})['announcement'] = 'Built in FAST MODE (COURSE_FAST=1): tiny training, so the figures and numbers are placeholders. Run make book for the real course.'; \
-	c['execute']['execute_notebooks'] = 'force'; yaml.safe_dump(c, open('_build/fast/_config.yml', 'w'))"
+	c['execute']['execute_notebooks'] = 'force'; \
+	c['sphinx']['local_extensions'] = {k: os.path.abspath(os.path.join('notebooks', v)) for k, v in c['sphinx']['local_extensions'].items()}; \
+	yaml.safe_dump(c, open('_build/fast/_config.yml', 'w'))"
 	COURSE_FAST=1 $(BIN)/jupyter-book build notebooks --config _build/fast/_config.yml --path-output _build/fast $(BOOK_FLAGS)
 	@echo "The fast-mode site is in _build/fast/_build/html (open _build/fast/_build/html/index.html)."
 

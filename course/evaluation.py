@@ -72,11 +72,16 @@ def best_at_variety(rows, min_recall=0.9, quality="inside"):
     return max(ok, key=lambda r: r[quality]) if ok else None
 
 
+HEADERS = {"median_log_p": "med. log p", "log_p": "mean log p", "occupancy_kl": "occup. KL", "sliced_w1": "sliced W1",
+           "max_abs": "max |x|"}  # short column titles: a table fits a book page (about 90 characters)
+
+
 def table(rows, label="w", columns=COLUMNS) -> str:
-    """A text table of sweep rows: one line per row, one column per score."""
-    head = f"{label:>14} " + " ".join(f"{c:>12}" for c in columns)
+    """A text table of sweep rows: one line per row (its ``name``, or its w), one column per score."""
+    names = [str(r.get("name", f"{r['w']:g}")) for r in rows]
+    width = max([len(label), 6] + [len(n) for n in names])
+    head = f"{label:>{width}} " + " ".join(f"{HEADERS.get(c, c):>10}" for c in columns)
     lines = [head, "-" * len(head)]
-    for r in rows:
-        name = r.get("name", f"{r['w']:g}")
-        lines.append(f"{name:>14} " + " ".join(f"{r[c]:12.3f}" if abs(r[c]) < 1e6 else f"{r[c]:12.3g}" for c in columns))
+    for name, r in zip(names, rows):
+        lines.append(f"{name:>{width}} " + " ".join(f"{r[c]:10.3f}" if abs(r[c]) < 1e5 else f"{r[c]:10.3g}" for c in columns))
     return "\n".join(lines)
