@@ -14,10 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from course import checkpoints, guiders, mlp, presets, samplers, training
-from course.exercises import EXERCISES, grading, solution_path
+from course.exercises import grading, solution_path
 from course.imagenet import loading
 from course.imagenet import presets as imagenet_presets
-from course.mixtures import GaussianMixture
 from edm2_format import PlainModuleDict, Persistent, write_edm2_pickle
 from test_imagenet import TINY_EDM2, tiny_edm2, write_edm2_case
 
@@ -145,11 +144,9 @@ def test_resumed_icg_generation_equals_an_uninterrupted_one(tmp_path):
 
 def test_pag_random_masks_are_a_function_of_the_inputs():
     from course import toy_models
-
-    model = toy_models.AttentionDenoiser(num_classes=2)
-    layers = list(model.attention_layers())[:1] if hasattr(model, "attention_layers") else None
     from course.attention import attention_modules
 
+    model = toy_models.AttentionDenoiser(num_classes=2)
     layers = [next(iter(attention_modules(model)))]
     pag = guiders.PAG(model, layers, w=3.0, mode="random", ratio=0.5, seed=0)
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
@@ -160,9 +157,6 @@ def test_pag_random_masks_are_a_function_of_the_inputs():
 
 
 # --- 4. the grader ---------------------------------------------------------------------------------------------
-LESSON03 = [e for e in EXERCISES if e.lesson == "lesson03"]
-
-
 def grade_lesson03(tmp_path, source, timeout=60, guard=False):
     (tmp_path / "lesson03.py").write_text(source)
     return grading.grade(tmp_path, ["lesson03"], timeout=timeout, guard=guard)
