@@ -45,10 +45,11 @@ def check_sigmas(sigmas) -> torch.Tensor:
         raise ValueError(f"sigmas must be a 1-D schedule of at least 2 noise levels; got shape {list(s.shape)}")
     if not torch.isfinite(s).all():
         raise ValueError(f"sigmas must be finite; got {s.tolist()[:8]}...")
-    if (s[:-1] <= 0).any() or s[-1] < 0:
+    bad = torch.nonzero(torch.cat([s[:-1] <= 0, s[-1:] < 0])).reshape(-1)
+    if len(bad):
+        i = int(bad[0])
         raise ValueError("sigmas must be > 0 except the last entry, which may be 0; "
-                         f"got a {'zero' if (s[:-1] == 0).any() else 'negative value'} at position "
-                         f"{int(torch.nonzero(s[:-1] <= 0)[0]) if (s[:-1] <= 0).any() else len(s) - 1}")
+                         f"got {'a zero' if s[i] == 0 else 'a negative value'} at position {i}")
     if (s[1:] >= s[:-1]).any():
         i = int(torch.nonzero(s[1:] >= s[:-1])[0])
         raise ValueError(f"sigmas must decrease strictly (sampling runs from noise to data); sigmas[{i}] = {s[i]:.4g} "
