@@ -17,6 +17,23 @@ class ClaimFailed(AssertionError):
     """A sentence of a lesson that its own numbers do not support."""
 
 
+class Verdict:
+    """What :func:`claim` returns: true when the claim held. It displays as nothing in a
+    notebook, so a cell that ends with a claim shows no stray ``True`` under it."""
+
+    def __init__(self, held: bool):
+        self.held = bool(held)
+
+    def __bool__(self):
+        return self.held
+
+    def __repr__(self):
+        return f"Verdict(held={self.held})"
+
+    def _ipython_display_(self):  # IPython calls this instead of printing the repr
+        pass
+
+
 def _fmt(value):
     try:
         import torch
@@ -37,12 +54,13 @@ def _fmt(value):
 def claim(condition, text, **numbers):
     """Check that ``condition`` (computed from the lesson's numbers) holds for the sentence ``text``.
 
-    Returns True when it holds. When it does not: raises :class:`ClaimFailed` naming the sentence
-    and ``numbers``, or, in fast mode, prints that the claim was not checked and returns False."""
+    Returns a :class:`Verdict`, true when it holds. When it does not: raises :class:`ClaimFailed`
+    naming the sentence and ``numbers``, or, in fast mode, prints that the claim was not checked
+    and returns a false Verdict."""
     if bool(condition):
-        return True
+        return Verdict(True)
     detail = ", ".join(f"{k} = {_fmt(v)}" for k, v in numbers.items())
     if fast_mode():
         print(f"(fast mode: the claim {text!r} does not hold for these tiny-training numbers; not checked)")
-        return False
+        return Verdict(False)
     raise ClaimFailed(f"the lesson says {text!r}, but its numbers do not show it" + (f": {detail}" if detail else ""))
