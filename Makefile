@@ -2,7 +2,8 @@
 #   make test   - create .venv if needed, then run every test (it executes every lesson in fast mode)
 #   make book   - create .venv if needed, execute every lesson in full and render the site to _build/html
 # Others: make book-clean (re-execute every lesson), make book-fast (the whole site in fast mode,
-# for checking layout), make grade (score your exercises), make lab (JupyterLab), make clean.
+# for checking layout), make screenshots (check every built page as a reader sees it), make grade
+# (score your exercises), make lab (JupyterLab), make clean.
 #
 # Variables: PYTHON (the interpreter that creates .venv; 3.10 or newer), TORCH (the torch
 # requirement installed first: pinned, because an unpinned torch pulls a multi-GB CUDA build
@@ -23,7 +24,7 @@ BIN := $(VENV)/bin
 endif
 PY := $(BIN)/python
 
-.PHONY: test book book-clean book-fast grade lab clean env
+.PHONY: test book book-clean book-fast screenshots grade lab clean env
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -67,6 +68,13 @@ book-fast: $(VENV)/.installed-book
 	yaml.safe_dump(c, open('_build/fast/_config.yml', 'w'))"
 	COURSE_FAST=1 $(BIN)/jupyter-book build notebooks --config _build/fast/_config.yml --path-output _build/fast $(BOOK_FLAGS)
 	@echo "The fast-mode site is in _build/fast/_build/html (open _build/fast/_build/html/index.html)."
+
+# Screenshots of every page of the last build at 1280 px, with the readability checks of
+# scripts/screenshot_book.py (figure text >= 10 px, nothing cut, no build leftovers). Needs the
+# system's Chromium (Debian: apt-get install chromium). HTML=_build/fast/_build/html after book-fast.
+HTML ?= _build/html
+screenshots: $(VENV)/.installed-test
+	$(PY) scripts/screenshot_book.py --html $(HTML) --out _build/screenshots
 
 # A failing exercise is the table's news, not make's: the exit status is kept out of make's way.
 grade: $(VENV)/.installed-test

@@ -1,5 +1,35 @@
-"""Small plotting helpers the lessons share (matplotlib). Each draws on an Axes it is given."""
+"""Small plotting helpers the lessons share (matplotlib). Each draws on an Axes it is given.
+
+:func:`use_style` sets the one figure style of the course. The book shows a figure at most
+``COLUMN_PX`` = 730 pixels wide (its text column at a 1280-pixel window), shrinking wider PNGs to
+fit. A figure of ``W`` inches saved at ``DPI`` = 100 is shrunk by 730 / (100 W) when W > 7.3, so
+its smallest text, ``MIN_FONT_PT`` points, is ``MIN_FONT_PT * DPI / 72 * min(1, 730 / (DPI W))``
+pixels tall on the page: the rule "no font below 10 pt, no figure wider than ``MAX_WIDTH_IN`` =
+10 inches" keeps every label at 10 pixels or more (``tests/test_book.py`` checks the lessons keep
+to it; ``scripts/screenshot_book.py`` measures it on the rendered pages).
+"""
 import torch
+
+COLUMN_PX, DPI, MIN_FONT_PT, MAX_WIDTH_IN = 730, 100, 10, 10.0
+
+STYLE = {
+    "figure.dpi": DPI, "savefig.dpi": "figure",
+    "font.size": 12, "axes.titlesize": 12, "axes.labelsize": 12, "figure.titlesize": 13,
+    "xtick.labelsize": 11, "ytick.labelsize": 11, "legend.fontsize": 10, "legend.title_fontsize": 11,
+}
+
+
+def use_style():
+    """Apply the course's figure style (:data:`STYLE`) to matplotlib. Lessons call it once."""
+    import matplotlib
+
+    matplotlib.rcParams.update(STYLE)
+
+
+def text_px_at_column(font_pt, width_in, dpi=DPI):
+    """How many screen pixels tall ``font_pt`` text is when a ``width_in``-inch figure is shown in
+    the book's column (shrunk to COLUMN_PX when wider)."""
+    return font_pt * dpi / 72 * min(1.0, COLUMN_PX / (dpi * width_in))
 
 
 def grid(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), n=200):
@@ -50,14 +80,31 @@ def scatter(ax, x, title=None, color="tab:blue", lim=((-1.5, 1.5), (-1.5, 1.5)),
         ax.set_title(title)
 
 
+def label_points(ax, points, min_gap_px=16):
+    """Write each label beside its point, skipping a label that would land within ``min_gap_px``
+    of one already written (so crowded sweeps stay legible; the skipped points keep their marker).
+    ``points``: a list of (x, y, text, color) in data coordinates, most important first."""
+    ax.autoscale_view()
+    placed = []
+    for x, y, text, color in points:
+        px, py = ax.transData.transform((x, y))
+        if all((px - qx) ** 2 + (py - qy) ** 2 >= min_gap_px**2 for qx, qy in placed):
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=MIN_FONT_PT, color=color)
+            placed.append((px, py))
+
+
 def quality_variety(ax, curves, quality="log_p", variety="recall", title="Quality versus variety"):
     """One line per guider through its w sweep: ``curves`` maps a name to sweep rows (dicts with
-    'w' and the two scores); points are labelled with their w."""
+    'w' and the two scores); points are labelled with their w where there is room (each curve's
+    first and last point first)."""
+    labels = []
     for name, rows in curves.items():
         xs, ys = [r[variety] for r in rows], [r[quality] for r in rows]
         line, = ax.plot(xs, ys, "o-", label=name)
-        for r, x_, y_ in zip(rows, xs, ys):
-            ax.annotate(f"{r['w']:g}", (x_, y_), textcoords="offset points", xytext=(3, 3), fontsize=7, color=line.get_color())
+        order = [0, len(rows) - 1] + list(range(1, len(rows) - 1)) if len(rows) > 1 else [0]
+        labels += [(xs[i], ys[i], f"w={rows[i]['w']:g}" if i == 0 else f"{rows[i]['w']:g}", line.get_color()) for i in order]
+    ends = [p for p in labels if p[2].startswith("w=")]
+    label_points(ax, ends + [p for p in labels if not p[2].startswith("w=")])
     ax.set(xlabel=f"variety: {variety}", ylabel=f"quality: {quality}", title=title)
     ax.legend()
 

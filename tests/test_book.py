@@ -86,3 +86,26 @@ def test_a_save_without_edits_changes_nothing(tmp_path):
     out = run("--to", "md:myst", lesson.with_suffix(".ipynb").name)
     assert out.returncode == 0, out.stderr
     assert lesson.read_text() == lesson_files()[0].read_text(), "a round trip through a notebook changed the lesson's text"
+
+
+def test_every_figure_is_readable_at_the_books_column_width():
+    """The book shrinks a figure wider than its column (730 px) to fit. With the course style
+    (course.plots.use_style: 100 dpi, no text below 10 pt) a figure at most 10 inches wide keeps
+    every label at >= 10 screen pixels; scripts/screenshot_book.py measures the rendered pages."""
+    from course import plots
+
+    assert plots.text_px_at_column(plots.MIN_FONT_PT, plots.MAX_WIDTH_IN) >= 10
+    for path in lesson_files():
+        text = path.read_text()
+        if "plt.show()" not in text:
+            continue
+        assert "plots.use_style()" in text, f"{path.name}: call plots.use_style() once before the first figure"
+        for width in re.findall(r"figsize=\(([^,]+),", text):
+            try:
+                w = float(width)
+            except ValueError:
+                raise AssertionError(f"{path.name}: figsize width {width!r} is not a number; give a literal width "
+                                     f"(<= {plots.MAX_WIDTH_IN} in) so it can be checked") from None
+            assert w <= plots.MAX_WIDTH_IN, f"{path.name}: a figure {w} in wide is shrunk below readable size; use <= {plots.MAX_WIDTH_IN} in (fewer panels per row)"
+        for kind, size in re.findall(r"(fontsize|labelsize)=(\d+(?:\.\d+)?)", text):
+            assert float(size) >= plots.MIN_FONT_PT, f"{path.name}: {kind}={size} is below {plots.MIN_FONT_PT} pt"
