@@ -4,6 +4,12 @@ looks inside it. Each is a short function named after its paper.
 * :func:`ddpm`      - Ho et al. 2020, the seed's Algorithm 2 (ancestral, VP variable x_t).
 * :func:`ddim`      - Song et al. 2021 (eta = 0 deterministic; eta = 1 is DDPM-like).
 * :func:`edm_euler` / :func:`edm_heun` - Karras et al. 2022, Algorithm 1 (deterministic).
+* :func:`edm_sde`   - Euler-Maruyama on the reverse-time SDE of the same VE process (Song et al. 2021).
+* :func:`pcg`       - predictor-corrector guidance (Bradley & Nakkiran 2025): an ODE step with one
+  denoiser, then Langevin corrector steps with another.
+* :func:`cfgpp_euler` / :func:`cfgpp_ddim` - CFG++ (Chung et al. 2024): guide the x0 estimate,
+  renoise with the *unconditional* prediction - a sampler, since no combination of predictions
+  handed to an ordinary sampler does that.
 
 All return the final sample, or ``(sample, trajectory)`` with ``trajectory=True``, where the
 trajectory [steps + 1, N, ...] holds the iterates in the VE variable (x / sqrt(abar) for the VP
@@ -100,6 +106,101 @@ def edm_heun(D, x, sigmas, y=None, *, trajectory=False, progress=False):
         x = x_next
         traj.append(x)
     return (x, torch.stack(traj)) if trajectory else x
+
+
+def edm_sde(D, x, sigmas, y=None, *, generator=None, trajectory=False, progress=False):
+    """Euler-Maruyama on the reverse-time SDE of the VE process x_sigma = x0 + sigma eps
+    (Song et al. 2021, with sigma(t) = t so that g(t)^2 = d sigma^2 / dt):
+
+        x <- x + (sigma_i^2 - sigma_{i+1}^2) score(x; sigma_i) + sqrt(sigma_i^2 - sigma_{i+1}^2) z,
+        score = (D(x; sigma_i) - x) / sigma_i^2                                    (Tweedie)
+
+    One D call per step. Unlike the ODE it injects fresh noise at every step, so it forgets
+    errors; with CFG's D_w the two reach *different* distributions (lesson 9)."""
+    sigmas = check_sigmas(sigmas)
+    traj = [x]
+    for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="edm_sde"):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        var = s**2 - s_next**2
+        x = x + var * (_call(D, x, s, y, i) - x) / s**2
+        x = x + var**0.5 * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        traj.append(x)
+    return (x, torch.stack(traj)) if trajectory else x
+
+
+def pcg(D_predict, D_correct, x, sigmas, y=None, *, corrector_steps=1, delta=0.05, generator=None,
+        trajectory=False, progress=False):
+    """Predictor-corrector guidance (Bradley & Nakkiran 2025). For each step sigma_i -> sigma_{i+1}:
+
+    * predictor: one DDIM step (Euler on the probability-flow ODE) with ``D_predict``, the
+      conditional model p(x | y);
+    * corrector: ``corrector_steps`` Langevin steps at sigma_{i+1} with ``D_correct`` (e.g. CFG's
+      D_w, whose score is that of p_sigma(x | y)^w p_sigma(x)^(1-w)):
+
+          x <- x + eps score(x; sigma_{i+1}) + sqrt(2 eps) z,   eps = delta sigma_{i+1}^2.
+
+    (No corrector at sigma = 0.) Calls: one per step plus one per corrector step, times the
+    calls inside ``D_correct`` (2 for CFG). Bradley & Nakkiran show that CFG with DDPM is, in the
+    SDE limit, this scheme with one corrector step on exponent 2w - 1; with many corrector steps
+    it tracks p_sigma(x | y)^w p_sigma(x)^(1-w) at every sigma it can mix at."""
+    sigmas = check_sigmas(sigmas)
+    if int(corrector_steps) != corrector_steps or corrector_steps < 0:
+        raise ValueError(f"corrector_steps must be a whole number >= 0; got {corrector_steps}")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta (the Langevin step as a fraction of sigma^2) must lie in (0, 1); got {delta}")
+    traj = [x]
+    for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="pcg"):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        x = x + (s_next - s) * (x - _call(D_predict, x, s, y, i)) / s
+        if s_next > 0:
+            eps = delta * s_next**2
+            for _ in range(int(corrector_steps)):
+                score = (_call(D_correct, x, s_next, y, i) - x) / s_next**2
+                x = x + eps * score + (2 * eps) ** 0.5 * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        traj.append(x)
+    return (x, torch.stack(traj)) if trajectory else x
+
+
+def _cfg_pair(D, x, sigma, y, step):
+    """D_c and D_u of a conditional denoiser (NULL label = -1 for the unconditional branch)."""
+    if y is None:
+        raise ValueError("CFG++ needs the labels y to guide toward; got y=None")
+    y = cv.as_labels(y).to(x.device).reshape(-1).expand(x.shape[0])
+    return _call(D, x, sigma, y, step), _call(D, x, sigma, torch.full_like(y, -1), step)
+
+
+def cfgpp_euler(D, lam, x, sigmas, y, *, trajectory=False, progress=False):
+    """CFG++ (Chung et al. 2024) in the EDM / Euler form: with D_lam = D_u + lam (D_c - D_u),
+
+        x_next = D_lam(x; sigma) + sigma_next * (x - D_u(x; sigma)) / sigma,
+
+    i.e. step to the *guided* x0 estimate, then add back the noise the *unconditional* model
+    sees. (Plain CFG with Euler renoises with the guided prediction's noise: x - D_lam.)
+    lam = 0 is the unconditional sampler; the paper finds lam in [0, 1] acting like CFG's w in
+    [1, 12.5] (at lam = 1 the step already guides: it moves to D_c but renoises with D_u's noise).
+    Two D calls per step."""
+    sigmas = check_sigmas(sigmas)
+    traj = [x]
+    for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="cfgpp_euler"):
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        D_c, D_u = _cfg_pair(D, x, s, y, i)
+        x = D_u + lam * (D_c - D_u) + s_next * (x - D_u) / s
+        traj.append(x)
+    return (x, torch.stack(traj)) if trajectory else x
+
+
+def cfgpp_ddim(D, lam, x_T, abar, y, *, steps=50, trajectory=False, progress=False):
+    """CFG++ in the DDIM form (eta = 0) on ``steps`` evenly spaced timesteps of ``abar`` [T]:
+
+        x_prev = sqrt(abar_prev) x0_lam + sqrt(1 - abar_prev) eps_u,
+
+    which in the VE variable x / sqrt(abar) is :func:`cfgpp_euler` on sigma = sqrt((1 - abar) / abar).
+    ``x_T`` ~ N(0, I) (VP variable); returns the VP sample at abar = 1, i.e. x0."""
+    abar = _check_table(abar, "abar")
+    ts = torch.linspace(len(abar) - 1, 0, steps).round().long().tolist()
+    sig = [float(cv.sigma_from_abar(abar[t].item())) for t in ts] + [0.0]
+    return cfgpp_euler(D, lam, x_T / abar[ts[0]].sqrt().item(), torch.tensor(sig, dtype=torch.float64), y,
+                       trajectory=trajectory, progress=progress)
 
 
 def _vp_eps(D, x_t, abar_t, y, step=None):
