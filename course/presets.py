@@ -13,6 +13,9 @@
   paper's Figures 1 and 2 show. (Not yet used by the lessons, whose committed models were
   trained on :func:`tree`.)
 * :func:`fit` - fit a mixture to any point cloud with scikit-learn (one fit per class).
+* :func:`overlap`, :func:`boxes`, :func:`two_modes_1d` - lesson 9's small worlds: two overlapping
+  classes, two adjacent uniform boxes (Chidambaram et al. 2024), and a 1-D class with two modes
+  beside another class (Kynkaanniemi et al. 2024's interval toy).
 """
 import math
 
@@ -159,3 +162,31 @@ def two_moons(n_components: int = 8, n_points: int = 4000, noise: float = 0.08, 
 
     x, y = make_moons(n_points, noise=noise, random_state=seed)
     return standardise(fit(x, n_components, y, seed), 0.5)
+
+
+def overlap() -> GaussianMixture:
+    """Two classes that overlap (lesson 9): class 0 is two round blobs, at (-0.4, 0) and
+    (0.5, 0.5); class 1 one elongated blob at (0.3, 0) lying across both. Tilting class 0 away
+    from class 1 moves and reweights its blobs, so the tilted target differs visibly from p(x | 0)."""
+    return GaussianMixture([0.25, 0.25, 0.5], [[-0.4, 0.0], [0.5, 0.5], [0.3, 0.0]],
+                           [[0.3**2, 0.3**2], [0.2**2, 0.2**2], [0.35**2, 0.25**2]], [0, 0, 1])
+
+
+def boxes(m: int = 16) -> GaussianMixture:
+    """Two adjacent uniform boxes (Chidambaram et al. 2024): class 0 fills [-1, 0] x [-0.5, 0.5],
+    class 1 fills [0, 1] x [-0.5, 0.5]. Each box is smoothed into an m x m lattice of round
+    Gaussians (std half the spacing, so the density inside is flat to about 1% and the edges are
+    blurred over about 1/m), which lets the exact mixture machinery apply."""
+    h = 1.0 / m
+    c = (torch.arange(m, dtype=torch.float64) + 0.5) * h
+    X1, X2 = torch.meshgrid(c, c - 0.5, indexing="xy")
+    right = torch.stack([X1.reshape(-1), X2.reshape(-1)], 1)
+    means = torch.cat([right - torch.tensor([1.0, 0.0], dtype=torch.float64), right])
+    labels = torch.cat([torch.zeros(m * m), torch.ones(m * m)]).long()
+    return GaussianMixture(torch.ones(2 * m * m), means, torch.full((2 * m * m, 2), (0.5 * h) ** 2), labels)
+
+
+def two_modes_1d(std: float = 0.1) -> GaussianMixture:
+    """A 1-D world (Kynkaanniemi et al. 2024's interval toy): class 0 has two equal modes at -1 and
+    +1; class 1 (half the data) sits at -2, beside class 0's left mode."""
+    return GaussianMixture([0.25, 0.25, 0.5], [[-1.0], [1.0], [-2.0]], [[[std**2]]] * 3, [0, 0, 1])
