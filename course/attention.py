@@ -7,6 +7,9 @@ PAG's "undesired" branch is the same network with chosen self-attention maps rep
 
 The block still applies its output projection and residual. The seed's ablation also masks a
 random 25% of the logits before the softmax ("random"), or only off-diagonal ones ("offdiag").
+Smoothed-energy guidance (SEG, Hong 2024; lesson 8) blurs the *queries* with a Gaussian of std
+``blur`` tokens over the token grid ("seg"). The logits are linear in the queries, so that is the
+same blur applied along the logits' query axis; ``blur = inf`` makes every query the mean query.
 
 Every attention module of the course subclasses :class:`PerturbableAttention` and computes its
 weights with :func:`attention_weights`; :func:`perturb_attention` switches chosen modules, by
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-MODES = ("identity", "random", "offdiag")
+MODES = ("identity", "random", "offdiag", "seg")
 
 
 @dataclass
@@ -29,6 +32,22 @@ class Perturbation:
     rows: torch.Tensor = None  # [B] bool: which batch rows are perturbed (None: all)
     ratio: float = 0.25  # for "random" / "offdiag": fraction of logits masked
     generator: torch.Generator = None
+    blur: float = math.inf  # for "seg": the query blur's std, in tokens
+
+
+def query_blur(L: int, blur: float, device=None) -> torch.Tensor:
+    """[L, L] row-normalised Gaussian weights over the token grid (a square grid when L is a
+    square number, e.g. 4 x 4 = 16 tokens of a UNet's 4x4 level; else a line of L tokens):
+    B_ij ∝ exp(-|c_i - c_j|^2 / (2 blur^2)). blur = inf gives the uniform average 1/L."""
+    if not blur > 0:
+        raise ValueError(f"the SEG blur (a std in tokens) must be > 0 (inf allowed); got {blur}")
+    if math.isinf(blur):
+        return torch.full((L, L), 1.0 / L, device=device)
+    side = math.isqrt(L)
+    i = torch.arange(L, device=device)
+    c = torch.stack([i // side, i % side], 1).float() if side * side == L else i[:, None].float()
+    B = torch.exp(-torch.cdist(c, c) ** 2 / (2 * blur**2))
+    return B / B.sum(1, keepdim=True)
 
 
 class PerturbableAttention(nn.Module):
@@ -59,6 +78,10 @@ def attention_weights(logits: torch.Tensor, perturbation: Perturbation = None) -
             masked = masked & ~eye
         masked = masked & ~(masked.all(dim=-1, keepdim=True) & eye)  # never mask a whole row
         perturbed = torch.softmax(logits.masked_fill(masked, -math.inf), dim=-1)
+    elif p.mode == "seg":
+        # blurred queries Q' = B Q give logits Q' K^T = B (Q K^T): blur along the query axis
+        B = query_blur(L, p.blur, logits.device).to(logits.dtype)
+        perturbed = torch.softmax(B @ logits, dim=-1)
     else:
         raise ValueError(f"unknown attention perturbation {p.mode!r}; choose one of {MODES}")
     if p.rows is None:
@@ -87,13 +110,13 @@ def check_layer_names(model, names):
 
 
 @contextmanager
-def perturb_attention(model, names, mode="identity", rows=None, ratio=0.25, generator=None):
+def perturb_attention(model, names, mode="identity", rows=None, ratio=0.25, generator=None, blur=math.inf):
     """Within the ``with`` block, the attention layers ``names`` of ``model`` are perturbed
     (for batch ``rows`` only, if given). Unknown names raise an error that lists the valid ones."""
     if mode not in MODES:
         raise ValueError(f"unknown attention perturbation {mode!r}; choose one of {MODES}")
     modules = check_layer_names(model, names)
-    p = Perturbation(mode, rows, ratio, generator)
+    p = Perturbation(mode, rows, ratio, generator, blur)
     for m in modules:
         m.perturbation = p
     try:

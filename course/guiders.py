@@ -229,9 +229,10 @@ class PAG:
     With ``cfg`` set (a CFG scale, ours), it combines with CFG as in the paper:
     D = D_u + cfg (D_c - D_u) + (w - 1) (D_c - D_ptb); all branches in one batched call.
     ``mode`` may be "random" or "offdiag" for the seed's masking ablation; their masks are drawn
-    from a hash of (x, sigma, seed), so the guider is a deterministic function of its inputs."""
+    from a hash of (x, sigma, seed), so the guider is a deterministic function of its inputs.
+    ``mode="seg"`` blurs the queries instead (std ``blur`` tokens): that is SEG (lesson 8)."""
 
-    def __init__(self, D, layers, w, cfg=None, batched=True, mode="identity", ratio=0.25, seed=0):
+    def __init__(self, D, layers, w, cfg=None, batched=True, mode="identity", ratio=0.25, seed=0, blur=float("inf")):
         _check_w(w)
         if cfg is not None:
             _check_w(cfg)
@@ -241,11 +242,11 @@ class PAG:
             raise ValueError(f"ratio (the fraction of attention logits masked) must lie in [0, 1]; got {ratio}")
         check_layer_names(D, layers if isinstance(layers, str) else list(layers))
         self.D, self.layers, self.w, self.cfg, self.batched = D, list(layers), w, cfg, batched
-        self.mode, self.ratio, self.seed = mode, ratio, seed
+        self.mode, self.ratio, self.seed, self.blur = mode, ratio, seed, blur
 
     def _perturbed(self, rows, x, sigma):
-        g = input_generator(x, sigma, self.seed) if self.mode != "identity" else None
-        return perturb_attention(self.D, self.layers, self.mode, rows, self.ratio, g)
+        g = input_generator(x, sigma, self.seed) if self.mode in ("random", "offdiag") else None
+        return perturb_attention(self.D, self.layers, self.mode, rows, self.ratio, g, self.blur)
 
     def __call__(self, x, sigma, y=None):
         n = x.shape[0]

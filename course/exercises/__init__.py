@@ -56,6 +56,8 @@ EXERCISES = [
     Exercise("lesson04", "self_attention", 2, "Self-attention and PAG's identity attention"),
     Exercise("lesson05", "autoguidance", 1, "Autoguidance"),
     Exercise("lesson06", "mask_logits", 2, "Random masking of attention logits (PAG ablation)"),
+    Exercise("lesson08", "apg_project", 2, "APG's parallel / orthogonal split of the guidance update"),
+    Exercise("lesson08", "cfg_zero_scale", 1, "CFG-Zero*'s optimised scale s*"),
     Exercise("lesson09", "fk_log_weight_increment", 2, "The Feynman-Kac weight of guided sampling"),
     Exercise("lesson09", "effective_sample_size", 1, "The effective sample size of weighted particles"),
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .. import guiders, samplers
+from .. import alternatives, guiders, samplers, schedules
 from . import guided_diffusion
 from .adm import ADMClassifier, ADMClassifierOnSigma, ADMDenoiser, ADMUNet
 from .edm2 import EDM2Denoiser
@@ -39,6 +39,15 @@ PRESETS = {
     "edm2-s-autoguidance-fd-dinov2": dict(family="edm2", main=EDM2_S_DINO, guide=EDM2_XS_GUIDE_DINO, guider="autoguidance", w=2.20,
                                           sampler=SAMPLER, published={"FD_DINOv2": 31.85},
                                           note="S guided by XS trained 1/8 as long (EMA 0.105 / 0.175), tuned for FD_DINOv2"),
+    "edm2-s-autoguidance-interval": dict(family="edm2", main=EDM2_S, guide=EDM2_XS_GUIDE, guider="autoguidance", w=2.10,
+                                         interval=(0.28, 2.90), sampler=SAMPLER, published={},
+                                         note="autoguidance only for sigma in (0.28, 2.90], w 2.1: the guidance-interval paper's "
+                                              "EDM2-S setting for CFG at ImageNet-512, applied to the 64 autoguidance pair "
+                                              "(a departure; untested on a GPU)"),
+    "edm2-s-autoguidance-fdg": dict(family="edm2", main=EDM2_S, guide=EDM2_XS_GUIDE, guider="fdg", w=3.0, w_low=1.0,
+                                    sampler=SAMPLER, published={},
+                                    note="frequency-decoupled autoguidance, w_low 1 / w_high 3: the FDG paper's EDM2-S setting "
+                                         "for CFG, applied to the 64 autoguidance pair (a departure; untested on a GPU)"),
     "edm2-s-pag": dict(family="edm2", main=EDM2_S, guider="pag", w=2.0, layers=["unet.dec.8x8_in0"], sampler=SAMPLER,
                        published={}, note="no published preset (EDM2 has no PAG): the course's choice, to compare"),
     "adm-cg": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=ADM_SAMPLER,
@@ -167,7 +176,10 @@ def build(preset, folder=None, tiny=False, w=None, adm_config=None):
     elif kind is None:
         D = main
     elif kind == "autoguidance":
-        D = guiders.Autoguidance(main, guide, w)
+        scale = w if "interval" not in p else schedules.combine(w, schedules.interval(*p["interval"]))
+        D = guiders.Autoguidance(main, guide, scale)
+    elif kind == "fdg":
+        D = alternatives.FDG(main, p["w_low"], w, guide=guide)
     elif kind == "pag":
         layers = p["layers"] if not tiny else [name for name in (main.attention_blocks()) if "8x8" in name or "middle" in name][:2]
         D = guiders.PAG(main, layers, w)
