@@ -14,7 +14,7 @@ and the EDM velocity (the eps-prediction) v = (x - D) / sigma convert in one pla
   the first singular direction of [s_c; s_u] (Kwon et al., CVPR 2025).
 * :class:`FDG`        - frequency-decoupled guidance: a one-level Laplacian pyramid, its own w per
   band (Sadat et al. 2025). Images only.
-* :class:`MamboG`     - a per-sample w that falls where the two predictions disagree (2025).
+* :class:`MamboG`     - a per-sample w that falls where the two predictions disagree (Zhu et al.).
 * :class:`SEG`        - smoothed-energy guidance: the perturbed branch blurs attention queries
   (Hong 2024) - PAG with ``mode="seg"``.
 * :class:`SkipLayerGuidance` - the weak branch is the same network with named blocks skipped
@@ -210,7 +210,8 @@ class FDG:
 
 
 class MamboG:
-    """MAMBO-G (2025): CFG with a per-sample scale that shrinks where the predictions disagree,
+    """MAMBO-G (Zhu et al., "Magnitude-Aware Mitigation for Boosted Guidance"): CFG with a
+    per-sample scale that shrinks where the predictions disagree,
 
         w_eff = 1 + (w - 1) exp(-alpha ||D_c - D_u|| / ||D_u||),   alpha = 8,
 
