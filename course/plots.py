@@ -1,16 +1,17 @@
 """Small plotting helpers the lessons share (matplotlib). Each draws on an Axes it is given.
 
 :func:`use_style` sets the one figure style of the course. The book shows a figure at most
-``COLUMN_PX`` = 730 pixels wide (its text column at a 1280-pixel window), shrinking wider PNGs to
-fit. A figure of ``W`` inches saved at ``DPI`` = 100 is shrunk by 730 / (100 W) when W > 7.3, so
-its smallest text, ``MIN_FONT_PT`` points, is ``MIN_FONT_PT * DPI / 72 * min(1, 730 / (DPI W))``
-pixels tall on the page: the rule "no font below 10 pt, no figure wider than ``MAX_WIDTH_IN`` =
-10 inches" keeps every label at 10 pixels or more (``tests/test_book.py`` checks the lessons keep
+``COLUMN_PX`` = 688 pixels wide (its text column at a 1280-pixel window, measured in Chromium),
+shrinking wider PNGs to fit. A figure of ``W`` inches saved at ``DPI`` = 100 is about 100 W + 15
+pixels wide (the tight bounding box adds a margin), so its smallest text, ``MIN_FONT_PT`` points,
+is ``MIN_FONT_PT * DPI / 72 * min(1, COLUMN_PX / (DPI W + 15))`` pixels tall on the page: the
+rule "no font below 10 pt, no figure wider than ``MAX_WIDTH_IN`` = 9 inches" keeps every label at
+10 pixels or more (``tests/test_book.py`` checks the lessons keep
 to it; ``scripts/screenshot_book.py`` measures it on the rendered pages).
 """
 import torch
 
-COLUMN_PX, DPI, MIN_FONT_PT, MAX_WIDTH_IN = 730, 100, 10, 10.0
+COLUMN_PX, DPI, MIN_FONT_PT, MAX_WIDTH_IN = 688, 100, 10, 9.0
 
 STYLE = {
     "figure.dpi": DPI, "savefig.dpi": "figure",
@@ -29,7 +30,7 @@ def use_style():
 def text_px_at_column(font_pt, width_in, dpi=DPI):
     """How many screen pixels tall ``font_pt`` text is when a ``width_in``-inch figure is shown in
     the book's column (shrunk to COLUMN_PX when wider)."""
-    return font_pt * dpi / 72 * min(1.0, COLUMN_PX / (dpi * width_in))
+    return font_pt * dpi / 72 * min(1.0, COLUMN_PX / (dpi * width_in + 15))
 
 
 def grid(xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), n=200):

@@ -37,7 +37,7 @@ MEASURE_JS = """
   const imgs = [...article.querySelectorAll('.cell_output img, .output img')].map(img => ({
       src: img.getAttribute('src').slice(-40), natural: img.naturalWidth, shown: img.getBoundingClientRect().width}));
   const cut = [];
-  const boxes = article.querySelectorAll('.cell_output pre, .output pre, table, mjx-container[display="true"], .math');
+  const boxes = article.querySelectorAll('.cell_output pre, .output pre, table, mjx-container[display="true"], div.math');
   for (const el of boxes) {
     let box = el;
     // a display equation or table may scroll inside a wrapper: compare the content with what is visible

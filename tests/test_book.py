@@ -89,9 +89,9 @@ def test_a_save_without_edits_changes_nothing(tmp_path):
 
 
 def test_every_figure_is_readable_at_the_books_column_width():
-    """The book shrinks a figure wider than its column (730 px) to fit. With the course style
-    (course.plots.use_style: 100 dpi, no text below 10 pt) a figure at most 10 inches wide keeps
-    every label at >= 10 screen pixels; scripts/screenshot_book.py measures the rendered pages."""
+    """The book shrinks a figure wider than its column (688 px at a 1280-px window) to fit. With the
+    course style (course.plots.use_style: 100 dpi, no text below 10 pt) a figure at most 9 inches
+    wide keeps every label at >= 10 screen pixels; scripts/screenshot_book.py measures the pages."""
     from course import plots
 
     assert plots.text_px_at_column(plots.MIN_FONT_PT, plots.MAX_WIDTH_IN) >= 10
