@@ -32,18 +32,7 @@ from contextlib import contextmanager
 import torch
 
 from .conversions import expand_sigma
-from .guiders import NULL, PAG, _batch, _check_w, _labels, _scale
-
-
-def _both(D, x, sigma, y):
-    """D_c and D_u in one batched call of twice the batch."""
-    if y is None:
-        raise ValueError("this guider needs the labels y to guide toward; got y=None")
-    n = x.shape[0]
-    y = _labels(y, n, x.device)
-    s = _batch(sigma, n, x)
-    out = D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, torch.full_like(y, NULL)]))
-    return out[:n], out[n:]
+from .guiders import PAG, _check_w, _labels, _scale, conditional_pair
 
 
 def _dot(a, b):
@@ -90,7 +79,7 @@ class APG:
         self._running, self._last_sigma = None, math.inf
 
     def __call__(self, x, sigma, y=None):
-        D_c, D_u = _both(self.D, x, sigma, y)
+        D_c, D_u = conditional_pair(self.D, x, sigma, y)
         delta = D_c - D_u
         s = float(torch.as_tensor(sigma).reshape(-1)[0])
         if self.beta != 0:
@@ -120,7 +109,7 @@ class CFGRescale:
         self.D, self.w, self.phi = D, w, phi
 
     def __call__(self, x, sigma, y=None):
-        D_c, D_u = _both(self.D, x, sigma, y)
+        D_c, D_u = conditional_pair(self.D, x, sigma, y)
         D_cfg = D_u + _scale(self.w, sigma, x) * (D_c - D_u)
         std = lambda t: t.flatten(1).std(1).reshape(-1, *([1] * (t.ndim - 1)))
         return self.phi * D_cfg * std(D_c) / std(D_cfg).clamp(min=1e-12) + (1 - self.phi) * D_cfg
@@ -142,7 +131,7 @@ class CFGZeroStar:
         self.scale_fn = cfg_zero_scale if scale_fn is None else scale_fn
 
     def __call__(self, x, sigma, y=None):
-        D_c, D_u = _both(self.D, x, sigma, y)
+        D_c, D_u = conditional_pair(self.D, x, sigma, y)
         sig = expand_sigma(sigma, x)
         v_c, v_u = (x - D_c) / sig, (x - D_u) / sig
         s_star = self.scale_fn(v_c, v_u).reshape(-1, *([1] * (x.ndim - 1)))
@@ -164,7 +153,7 @@ class TCFG:
         self.D, self.w = D, w
 
     def __call__(self, x, sigma, y=None):
-        D_c, D_u = _both(self.D, x, sigma, y)
+        D_c, D_u = conditional_pair(self.D, x, sigma, y)
         sig2 = expand_sigma(sigma, x) ** 2
         s_c, s_u = (D_c - x) / sig2, (D_u - x) / sig2
         M = torch.stack([s_c.flatten(1), s_u.flatten(1)], 1)  # [N, 2, n]
@@ -202,7 +191,7 @@ class FDG:
 
     def __call__(self, x, sigma, y=None):
         if self.guide is None:
-            D_c, D_u = _both(self.D, x, sigma, y)
+            D_c, D_u = conditional_pair(self.D, x, sigma, y)
         else:
             D_c, D_u = self.D(x, sigma, y), self.guide(x, sigma, y)
         (L_c, H_c), (L_u, H_u) = laplacian_split(D_c), laplacian_split(D_u)
@@ -228,7 +217,7 @@ class MamboG:
         return 1 + (_scale(self.w, sigma, x) - 1) * damp
 
     def __call__(self, x, sigma, y=None):
-        D_c, D_u = _both(self.D, x, sigma, y)
+        D_c, D_u = conditional_pair(self.D, x, sigma, y)
         return D_u + self.effective_w(D_c, D_u, sigma, x) * (D_c - D_u)
 
 

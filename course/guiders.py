@@ -118,6 +118,18 @@ def _check_w(w):
             raise ValueError(f"guidance scale w must be finite; got {w}")
 
 
+def conditional_pair(D, x, sigma, y):
+    """(D_c, D_u) = (D(x, sigma, y), D(x, sigma, NULL)), computed as one call of twice the batch.
+    CFG and the guiders of :mod:`course.alternatives` that rework CFG's update share it."""
+    if y is None:
+        raise ValueError("this guider needs the labels y to guide toward; got y=None")
+    n = x.shape[0]
+    y = _labels(y, n, x.device)
+    s = _batch(sigma, n, x)
+    both = D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, torch.full_like(y, NULL)]))
+    return both[:n], both[n:]
+
+
 class CFG:
     """Classifier-free guidance: D_w = D_u + w (D_c - D_u), D_u = D(x, sigma, NULL).
 
@@ -131,13 +143,10 @@ class CFG:
     def __call__(self, x, sigma, y=None):
         if y is None:
             raise ValueError("CFG needs the labels y to guide toward; got y=None")
-        n = x.shape[0]
-        y = _labels(y, n, x.device)
         if self.batched:
-            s = _batch(sigma, n, x)
-            both = self.D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, torch.full_like(y, NULL)]))
-            D_c, D_u = both[:n], both[n:]
+            D_c, D_u = conditional_pair(self.D, x, sigma, y)
         else:
+            y = _labels(y, x.shape[0], x.device)
             D_c, D_u = self.D(x, sigma, y), self.D(x, sigma, torch.full_like(y, NULL))
         return D_u + _scale(self.w, sigma, x) * (D_c - D_u)
 
