@@ -22,7 +22,8 @@ log-densities; log-sum-exp keeps them finite far from the data and at tiny sigma
 With one sigma per row (training on the exact target draws a sigma per sample), a matrix per
 sigma would be built N times. Instead the eigen-decomposition ``C_k = U_k diag(l_k) U_k^T``
 is reused: ``z = U_k^T (x - mu_k)`` and ``lam = l_k + sigma_i^2`` give every row's
-log-density and score in batched tensor operations (see :meth:`GaussianMixture._row_terms`).
+log-density and score in batched tensor operations (see :meth:`GaussianMixture._row_terms`);
+:meth:`GaussianMixture.training_target` runs that path in float32 for training batches.
 """
 import math
 
@@ -156,26 +157,74 @@ class GaussianMixture:
             out[idx] = self._features(x[idx]) @ self._coefficients(s)[0]
         return out
 
+    def _row_constants(self, dtype):
+        """Per-dtype constants of the per-row path (cached), laid out eigen-direction first so that
+        sums over the d directions add contiguous [K] rows: U_cat [d, d K] (column e K + k is
+        U_k[:, e]), c [1, d K] (entry e K + k is (U_k^T mu_k)_e), log w_k - d/2 log 2 pi [K], and
+        the eigenvalues [d, K]."""
+        cache = self.__dict__.setdefault("_row_cache", {})
+        if dtype not in cache:
+            K, d = self.num_components, self.dim
+            U_cat = self._evecs.permute(1, 2, 0).reshape(d, d * K)
+            c = torch.einsum("kde,kd->ek", self._evecs, self.means).reshape(1, d * K)
+            const = torch.log(self.weights) - 0.5 * d * math.log(2 * math.pi)
+            cache[dtype] = tuple(t.to(dtype).contiguous() for t in (U_cat, c, const, self._evals.T))
+        return cache[dtype]
+
     def _row_terms(self, x, s):
-        """One noise level per row, s [n]: (logits [n, K], v [n, K, d]) with
+        """One noise level per row, s [n]: (logits [n, K], v [n, d, K]) with
         logits = log w_k N(x; mu_k, C_k + s^2 I) and v = U_k^T (mu_k - x) / (l_k + s^2), so that
         P_k (mu_k - x) = U_k v_k. Uses the cached eigen-decomposition: nothing per sigma is built;
-        z = U_k^T (mu_k - x) for every k is one [n, d] x [d, K d] product."""
+        z = U_k^T (mu_k - x) for every k is one [n, d] x [d, d K] product. In x's dtype."""
         K, d = self.num_components, self.dim
-        U_cat = self._evecs.permute(1, 0, 2).reshape(d, K * d)  # [d, K d]: column (k, e) is U_k[:, e]
-        c = torch.einsum("kde,kd->ke", self._evecs, self.means).reshape(1, K * d)  # U_k^T mu_k
-        z = (c - x @ U_cat).view(-1, K, d)
-        lam = self._evals.unsqueeze(0) + s.reshape(-1, 1, 1) ** 2  # eigenvalues of C_k + s_i^2 I
-        v = z / lam
-        logits = (torch.log(self.weights) - 0.5 * (z * v).sum(-1) - 0.5 * torch.log(lam.prod(-1))  # one log per (row, component)
-                  - 0.5 * d * math.log(2 * math.pi))
+        U_cat, c, const, evals = self._row_constants(x.dtype)
+        z = torch.addmm(c, x, U_cat, alpha=-1).view(-1, d, K)  # U_k^T (mu_k - x)
+        inv = (evals + (s * s).to(x.dtype).reshape(-1, 1, 1)).reciprocal()  # 1 / eigenvalues of C_k + s_i^2 I
+        v = z * inv
+        # log N = -1/2 z^T diag(inv) z + 1/2 log det(diag(inv)) - d/2 log 2 pi
+        logits = const - 0.5 * (z * v).sum(1) + 0.5 * inv.log().sum(1)
         return logits, v
 
     def _row_score(self, r, v):
-        """sum_k r_k U_k v_k [n, d] from responsibilities r [n, K] and v of :meth:`_row_terms`."""
-        K, d = self.num_components, self.dim
-        U_cat = self._evecs.permute(1, 0, 2).reshape(d, K * d)
-        return (r.unsqueeze(-1) * v).reshape(-1, K * d) @ U_cat.T
+        """sum_k r_k U_k v_k [n, d] from responsibilities r [n, K] and v [n, d, K] of :meth:`_row_terms`."""
+        U_cat = self._row_constants(v.dtype)[0]
+        return (r.unsqueeze(1) * v).reshape(r.shape[0], -1) @ U_cat.T
+
+    def _class_part(self, label):
+        """p(x | label) as its own mixture, cached (the per-class work of :meth:`training_target`)."""
+        cache = self.__dict__.setdefault("_row_cache", {})
+        if ("class", label) not in cache:
+            cache[("class", label)] = self.condition(label)
+        return cache[("class", label)]
+
+    def training_target(self, x, sigma, y=None, dtype=torch.float32) -> torch.Tensor:
+        """The exact denoiser D*(x_i; sigma_i) of a training batch (one sigma per row), computed in
+        ``dtype`` - float32 by default: about twice as fast as float64, and its error (measured on
+        the paper's tree, one batch of 4096 with ln sigma ~ N(-2.3, 1.5^2)) stays below 2e-4 sigma,
+        far below what a float32 network resolves. x [N, d], sigma [N] (or a number), y None or [N]
+        labels (-1 = all classes). Returns [N, d] in x's dtype; no gradient."""
+        x_in = self._check_x(x)
+        n = x_in.shape[0]
+        s = self._check_sigma(sigma, n).reshape(-1).to(dtype).expand(n)
+        if y is not None:  # each class's rows against that class's components only (-1: all of them)
+            self._class_mask(y, n)  # checks the labels
+            y = as_labels(y).reshape(-1).expand(n)
+            out = torch.empty(n, self.dim, dtype=x_in.dtype)
+            for label in y.unique().tolist():
+                rows = y == label
+                part = self if label < 0 else self._class_part(label)
+                out[rows] = part.training_target(x_in[rows], s[rows], None, dtype)
+            return out
+        out = torch.empty(n, self.dim, dtype=dtype)
+        step = max(1, _ROW_BLOCK_BYTES // (torch.finfo(dtype).bits // 8 * self.num_components * self.dim))
+        with torch.no_grad():
+            for start in range(0, n, step):
+                b = slice(start, min(n, start + step))
+                xb = x_in[b].to(dtype)
+                logits, v = self._row_terms(xb, s[b])
+                score = self._row_score(torch.softmax(logits, dim=1), v)  # sum_k r_k P_k (mu_k - x)
+                out[b] = xb + (s[b] * s[b]).unsqueeze(1) * score  # Tweedie
+        return out.to(x_in.dtype)
 
     # --- the public exact quantities --------------------------------------------------------------
     def log_prob(self, x, sigma=0.0) -> torch.Tensor:
@@ -352,7 +401,7 @@ class GaussianMixture:
         """Blocks of at most _CHUNK rows with one sigma each.
 
         Yields (row index, rows in float64, logits [n, K] = log w_k N(x; mu_k, C_k + s^2 I), sigma);
-        sigma is a float, or (sigmas [n], v [n, K, d]) on the per-row path (see :meth:`_row_terms`).
+        sigma is a float, or (sigmas [n], v [n, d, K]) on the per-row path (see :meth:`_row_terms`).
         The logits live in one reused buffer: consume them before the next block.
         """
         n = x.shape[0]

@@ -43,7 +43,7 @@ def edm_loss(D, x0, y=None, P_mean=-1.2, P_std=1.2, sigma_data=0.5, generator=No
     return (weight.reshape(shape) * err).mean()
 
 
-def exact_loss(D, gm, x0, y=None, P_mean=-2.3, P_std=1.5, generator=None):
+def exact_loss(D, gm, x0, y=None, P_mean=-2.3, P_std=1.5, target="exact", generator=None):
     """The autoguidance paper's toy loss, one batch: regress onto the *exact* denoiser of the
     mixture ``gm`` at the noisy point, instead of onto x0 (possible only where the score is known):
 
@@ -51,13 +51,42 @@ def exact_loss(D, gm, x0, y=None, P_mean=-2.3, P_std=1.5, generator=None):
         loss = sigma^2 || score*(x; sigma) - score_D(x; sigma) ||^2 = || D*(x; sigma) - D(x; sigma) ||^2 / sigma^2
 
     averaged over batch and dimensions. D* = E[x0 | x] removes the variance that sampling x0 adds
-    to denoising score matching; labels ``y`` (-1 = unconditional) select class mixtures of ``gm``."""
+    to denoising score matching; labels ``y`` (-1 = unconditional) select class mixtures of ``gm``.
+    ``target="x0"`` is the same loss with x0 in place of D* - denoising score matching with the
+    same noise levels and weights, for comparing the two (lesson 1): its expected value is the exact
+    loss plus E||D* - x0||^2 / sigma^2, a constant no network can remove, and its gradients are noisier."""
+    if target not in ("exact", "x0"):
+        raise ValueError(f"target must be 'exact' (the mixture's denoiser) or 'x0' (denoising score matching); got {target!r}")
     n = x0.shape[0]
     sigma = (torch.randn(n, generator=generator, dtype=x0.dtype) * P_std + P_mean).exp()
     x = x0 + sigma.reshape(-1, *([1] * (x0.ndim - 1))) * torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
-    with torch.no_grad():
-        target = gm.denoise(x.double(), sigma.double(), y).to(x0.dtype)  # one sigma per row: gm's batched path
+    if target == "exact":
+        target = gm.training_target(x, sigma, y, dtype=x0.dtype)  # one sigma per row, exact to the batch's precision
+    else:
+        target = x0
     return (((D(x, sigma, y) - target) ** 2).mean(dim=tuple(range(1, x0.ndim))) / sigma**2).mean()
+
+
+def excess_loss(D, gm, x, sigma, y=None):
+    """E ||D(x; sigma) - D*(x; sigma)||^2 / sigma^2 (mean over rows and dims) on given noisy points
+    x [N, d] with noise levels sigma [N]: how far a denoiser is from the mixture's exact one, in the
+    units of :func:`exact_loss` (0 for the exact denoiser)."""
+    with torch.no_grad():
+        return (((D(x, sigma, y) - gm.training_target(x, sigma, y, dtype=x.dtype)) ** 2).mean(1) / sigma**2).mean().item()
+
+
+def gradient_variance(model, batch_loss, draws=8):
+    """The noise in a training step: the mean squared distance of ``draws`` mini-batch gradients
+    (``batch_loss(i)`` is the loss of the i-th batch) from their average, summed over parameters
+    (the trace of the gradient's covariance). The parameters are not changed."""
+    grads = []
+    for i in range(draws):
+        model.zero_grad(set_to_none=True)
+        batch_loss(i).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
+    model.zero_grad(set_to_none=True)
+    g = torch.stack(grads)
+    return ((g - g.mean(0)) ** 2).sum(1).mean().item() * draws / (draws - 1)
 
 
 def drop_labels(y, p, generator=None):
@@ -116,15 +145,18 @@ class PowerEMA(EMA):
 
 
 def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropout=0.0, ema=0.99,
-          seed=0, progress=True, loss_kwargs=None, abar=None, mixture=None, ema_std=None, betas=(0.9, 0.999)):
+          seed=0, progress=True, loss_kwargs=None, abar=None, mixture=None, ema_std=None, betas=(0.9, 0.999),
+          monitor=None, monitor_every=1000):
     """Train ``model`` with Adam and the autoguidance paper's schedule lr / sqrt(max(step/512, 1)).
 
     loss: "edm" (model is a denoiser D), "eps" (an eps-network; pass ``abar``) or "exact" (a
     denoiser regressed onto the exact denoiser of ``mixture``: :func:`exact_loss`).
     EMA: a constant decay ``ema`` (None: none), or EDM2's power function with relative std
     ``ema_std`` (the paper's toy: 0.010), which takes precedence. ``betas``: Adam's (the paper's
-    toy uses (0.9, 0.99)). Returns the EMA copy (the one to sample from; the model itself if there
-    is no EMA) and the list of losses.
+    toy uses (0.9, 0.99)). ``monitor(step, model)``, if given, is called every ``monitor_every``
+    steps with the model to sample from (the EMA copy); training stops early when it returns True.
+    Returns the EMA copy (the one to sample from; the model itself if there is no EMA) and the
+    list of losses.
     """
     if loss not in ("edm", "eps", "exact"):
         raise ValueError(f"loss must be 'edm', 'eps' or 'exact'; got {loss!r}")
@@ -157,5 +189,12 @@ def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropou
         if avg:
             avg.update(model)
         losses.append(value.item())
+        if monitor is not None and (step + 1) % monitor_every == 0:
+            sampled = avg.model if avg else model
+            model.eval()
+            stop = monitor(step + 1, sampled)
+            model.train()
+            if stop:
+                break
     model.eval()
     return (avg.model if avg else model), losses
