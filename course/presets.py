@@ -2,16 +2,10 @@
 
 * :func:`ring` - K isotropic Gaussians on a circle (the classic 8-Gaussian ring), one class each
   or two alternating classes.
-* :func:`tree` - the two-class fractal "tree" of the autoguidance paper (REFERENCE section 5):
-  each class is a binary tree of ``2^depth - 1`` branches, each branch a row of 8 elongated
-  Gaussians along it, thinner and lighter at every split. With the default depth 7 that is
-  127 branches x 8 = 1016 components per class, as in the paper; the overall std is scaled to
-  about 0.5. Built here from that description, not from the paper's code, so the shapes differ
-  in detail.
-* :func:`paper_tree` - the autoguidance paper's own tree, from its published recipe (Karras et
-  al. 2024; the recursion and constants are spelled out in its docstring): the geometry the
-  paper's Figures 1 and 2 show. (Not yet used by the lessons, whose committed models were
-  trained on :func:`tree`.)
+* :func:`tree` - the two-class fractal "tree" of the autoguidance paper, from its published
+  recipe (Karras et al. 2024; the recursion and constants are spelled out in its docstring):
+  each class a binary tree of 127 branches, each branch a row of 8 elongated Gaussians, thinner
+  and lighter at every split; class A grows toward the upper right, B toward the lower left.
 * :func:`fit` - fit a mixture to any point cloud with scikit-learn (one fit per class).
 * :func:`overlap`, :func:`boxes`, :func:`two_modes_1d` - lesson 9's small worlds: two overlapping
   classes, two adjacent uniform boxes (Chidambaram et al. 2024), and a 1-D class with two modes
@@ -35,55 +29,19 @@ def ring(k: int = 8, radius: float = 1.0, std: float = 0.1, classes: int = None)
     return GaussianMixture(torch.ones(k), means, covs, labels)
 
 
-def _branches(depth, origin, angle, length, width, spread, shrink, out, level=0):
-    """Depth-first list of (start, direction, length, width, level) for one binary tree."""
-    if level >= depth:
-        return
-    direction = np.array([math.cos(angle), math.sin(angle)])
-    out.append((origin, direction, length, width, level))
-    end = origin + length * direction
-    for side in (-1, 1):
-        # children alternate a wide and a narrow turn so that the two trees interleave
-        turn = spread * (1.0 if (level % 2 == 0) == (side > 0) else 0.7)
-        _branches(depth, end, angle + side * turn, length * shrink, width * shrink, spread * 0.92, shrink, out, level + 1)
-
-
-def tree(depth: int = 7, per_branch: int = 8, std: float = 0.5) -> GaussianMixture:
-    """The two-class fractal tree: class 0 ("A") and class 1 ("B"), ``2^depth - 1`` branches x
-    ``per_branch`` components each per class, scaled so that the data's overall std is ``std``.
-
-    Both trees grow from the same root; A leans left, B right, so their finer branches interleave
-    in the middle (the hard region where an imperfect model blurs the classes).
-    Component weights fall with depth (each branch carries the weight of its length).
-    """
-    means, covs, weights, labels = [], [], [], []
-    for label, lean in ((0, +0.22), (1, -0.22)):
-        branches = []
-        _branches(depth, np.zeros(2), math.pi / 2 + lean, 1.0, 0.06, 0.55, 0.72, branches)
-        for start, direction, length, width, level in branches:
-            normal = np.array([-direction[1], direction[0]])
-            rot = np.stack([direction, normal], axis=1)
-            # std along the branch spaces the per_branch components to overlap a little
-            cov = rot @ np.diag([(0.6 * length / per_branch) ** 2, (0.5 * width) ** 2]) @ rot.T
-            for t in (np.arange(per_branch) + 0.5) / per_branch:
-                means.append(start + t * length * direction)
-                covs.append(cov)
-                weights.append(length / per_branch)
-                labels.append(label)
-    gm = GaussianMixture(weights, np.array(means), np.array(covs), labels)
-    return standardise(gm, std)
-
-
 PAPER_TREE_ORIGIN = (0.0030, 0.0325)
 PAPER_TREE_SCALE = (1.3136, 1.3844)
 
 
-def paper_tree(classes=("A", "B"), seed: int = 2) -> GaussianMixture:
-    """The two-class tree of the autoguidance paper, built from its published recipe.
+def tree(classes=("A", "B"), depth: int = 7, seed: int = 2) -> GaussianMixture:
+    """The two-class fractal tree of the autoguidance paper (Karras et al. 2024, Figures 1-2),
+    built from its published recipe: 2 classes x 127 branches x 8 anisotropic Gaussians, data std
+    about 0.5 per axis.
 
     One ``numpy.random.RandomState(seed)`` drives both classes: class A (label 0) grows first from
     angle pi/4, then class B (label 1) from 5 pi/4, both from the origin (0.0030, 0.0325). A branch
-    at depth d (0..6, so 127 branches per class) starting at ``pos`` with angle ``a``:
+    at depth d (0..depth-1; the paper's 7 levels give 127 branches per class) starting at ``pos``
+    with angle ``a``:
 
         dist  = 0.292 * 0.8^d * (0.2 randn + 1)              (the branch's first draw)
         thick = 0.2 * 0.8^d / dist,   size = scale * dist * 0.06,   u = (cos a, sin a)
@@ -93,8 +51,10 @@ def paper_tree(classes=("A", "B"), seed: int = 2) -> GaussianMixture:
             (each child's draw made just before recursing into it)
 
     with scale = (1.3136, 1.3844) elementwise. ``classes`` selects "A", "B" or both; weights are
-    normalised over the selected classes, labels stay 0 (A) and 1 (B)."""
+    normalised over the selected classes, labels stay 0 (A) and 1 (B). A smaller ``depth`` gives
+    the same recursion cut short (a small tree for tests)."""
     rnd = np.random.RandomState(seed)
+    levels = depth
     scale = np.array(PAPER_TREE_SCALE)
     comps = {"A": [], "B": []}
 
@@ -106,7 +66,7 @@ def paper_tree(classes=("A", "B"), seed: int = 2) -> GaussianMixture:
         cov = (np.outer(u, u) + (np.eye(2) - np.outer(u, u)) * thick**2) * np.outer(size, size)
         for t in np.linspace(0.07, 0.93, 8):
             out.append((dist * 0.5**depth, (pos + u * dist * t) * scale, cov))
-        if depth < 6:
+        if depth < levels - 1:
             for sign in (1, -1):
                 child = angle + sign * 0.7**depth * (0.2 * rnd.randn() + 1)
                 branch(out, pos + u * dist, child, depth + 1)

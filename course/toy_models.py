@@ -125,16 +125,24 @@ class AttentionDenoiser(nn.Module):
 CHECKPOINT_CLASSES = {"MLPClassifier": MLPClassifier, "AttentionDenoiser": AttentionDenoiser}
 
 # The committed toy models: name -> (mixture, model constructor, training settings).
-# The tree follows the autoguidance paper's toy (REFERENCE section 5): main width 64, 4096 steps;
-# guide width 32, 512 steps; an unconditional width-32, 512-step model for its CFG demo;
-# ln sigma ~ N(-2.3, 1.5^2). Batch 2048 (the paper's 4096 halved to fit a laptop; measured).
-TREE_LOSS = dict(P_mean=-2.3, P_std=1.5)
+# The tree's denoisers follow the autoguidance paper's toy recipe (REFERENCE section 5; Karras et
+# al. 2024): regression onto the exact denoiser of the tree at the noisy point ("exact" loss),
+# ln sigma ~ N(-2.3, 1.5^2), batch 4096, Adam betas (0.9, 0.99), lr 1e-2 / sqrt(max(step/512, 1)),
+# power-function EMA of relative std 0.010. Main: class A alone, width 64, 4096 steps; guide:
+# width 32, 512 steps; the CFG demo's guide: classes A and B together, width 32, 512 steps.
+# The course's own models (CFG with label dropout, PAG's attention model) use the same recipe on
+# both classes; the classifiers are trained on noisy samples (cross-entropy, no exact target).
+TREE_RECIPE = dict(loss="exact", loss_kwargs=dict(P_mean=-2.3, P_std=1.5), batch=4096, ema_std=0.010, betas=(0.9, 0.99))
+TREE_DSM = dict(P_mean=-2.3, P_std=1.5, target="x0")
 SPECS = {
-    "tree_main": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(steps=4096, label_dropout=0.0, loss_kwargs=TREE_LOSS)),
-    "tree_guide": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=32), dict(steps=512, label_dropout=0.0, loss_kwargs=TREE_LOSS)),
-    "tree_uncond": ("tree", lambda: mlp.MLPDenoiser(num_classes=0, width=32), dict(steps=512, labelled=False, loss_kwargs=TREE_LOSS)),
-    "tree_cfg": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(steps=4096, label_dropout=0.2, loss_kwargs=TREE_LOSS)),
-    "tree_attn": ("tree", lambda: AttentionDenoiser(num_classes=2, width=64, depth=2), dict(steps=3000, label_dropout=0.0, loss_kwargs=TREE_LOSS, batch=1024)),
+    "tree_main": ("tree A", lambda: mlp.MLPDenoiser(width=64), dict(TREE_RECIPE, steps=4096)),
+    "tree_guide": ("tree A", lambda: mlp.MLPDenoiser(width=32), dict(TREE_RECIPE, steps=512)),
+    "tree_uncond": ("tree AB", lambda: mlp.MLPDenoiser(width=32), dict(TREE_RECIPE, steps=512)),
+    # the same pair trained by denoising score matching (onto x0, all else equal): what the target changes (lesson 5)
+    "tree_main_dsm": ("tree A", lambda: mlp.MLPDenoiser(width=64), dict(TREE_RECIPE, steps=4096, loss_kwargs=TREE_DSM)),
+    "tree_guide_dsm": ("tree A", lambda: mlp.MLPDenoiser(width=32), dict(TREE_RECIPE, steps=512, loss_kwargs=TREE_DSM)),
+    "tree_cfg": ("tree", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(TREE_RECIPE, steps=4096, label_dropout=0.2)),
+    "tree_attn": ("tree", lambda: AttentionDenoiser(num_classes=2, width=64, depth=2), dict(TREE_RECIPE, steps=3000, batch=1024)),
     "tree_classifier": ("tree", lambda: MLPClassifier(num_classes=2, width=64), dict(steps=3000)),
     "moons_main": ("moons", lambda: mlp.MLPDenoiser(num_classes=2, width=64), dict(steps=3000, label_dropout=0.2)),
     "moons_guide": ("moons", lambda: mlp.MLPDenoiser(num_classes=2, width=32), dict(steps=300, label_dropout=0.2)),
@@ -144,8 +152,13 @@ SPECS = {
 
 
 def mixture(name):
-    """The mixture a toy model was trained on: "tree" or "moons"."""
-    return {"tree": presets.tree, "moons": presets.two_moons}[name]()
+    """The mixture a toy model was trained on: "tree" (both classes, labelled), "tree A" (class A
+    alone), "tree AB" (both classes, labels dropped: an unconditional model) or "moons"."""
+    makers = {"tree": presets.tree, "tree A": lambda: presets.tree(("A",)).marginal(),
+              "tree AB": lambda: presets.tree().marginal(), "moons": presets.two_moons}
+    if name not in makers:
+        raise ValueError(f"unknown toy data {name!r}; known: {sorted(makers)}")
+    return makers[name]()
 
 
 def train_one(name, steps=None, progress=True, batch=2048):
@@ -158,8 +171,9 @@ def train_one(name, steps=None, progress=True, batch=2048):
     if isinstance(model, MLPClassifier):
         train_classifier(model, gm, steps=settings["steps"], batch=batch, progress=progress)
         return model
-    labelled = settings.pop("labelled", True)
-    trained, _ = training.train(model, training.mixture_source(gm, labelled), batch=batch, progress=progress, **settings)
+    if settings.get("loss") == "exact":
+        settings["mixture"] = gm
+    trained, _ = training.train(model, training.mixture_source(gm), batch=batch, progress=progress, **settings)
     return trained
 
 

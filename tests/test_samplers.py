@@ -8,9 +8,10 @@ from course import metrics, presets, samplers
 N = 4000
 GM = presets.tree(depth=4)
 BETAS = cv.linear_betas(1000)
-# Exact-vs-exact at N = 4000 (measured): |mean log p difference| ~ 0.03, MMD^2 (h = 0.05) ~ 6e-5.
-# Leaving a noise of std 0.02 in the samples moves mean log p by 1.3 and MMD^2 to 2e-4.
-LOGP_MAX, MMD_MAX = 0.15, 4e-4
+# Measured on this (paper's, 4-level) tree at N = 4000: exact vs exact |mean log p difference| 0.02,
+# MMD^2 (h = 0.05) 2e-6; the samplers 0.003 (Heun 32) to 0.19 (DDIM 200), MMD^2 <= 1.5e-4. Leaving a
+# noise of std 0.02 in the samples moves mean log p by 1.4 and MMD^2 to 4.9e-4.
+LOGP_MAX, MMD_MAX = 0.3, 4e-4
 
 
 def run(name):

@@ -114,14 +114,14 @@ def test_exact_loss_is_zero_for_the_exact_denoiser_and_trains_a_net():
         train(mlp.MLPDenoiser(), mixture_source(gm), loss="exact", steps=1)
 
 
-def test_paper_tree_follows_the_published_recipe():
+def test_tree_follows_the_papers_published_recipe():
     import math
 
     import numpy as np
 
     from course import presets
 
-    gm = presets.paper_tree()
+    gm = presets.tree()
     assert gm.num_components == 2 * 127 * 8 and gm.num_classes == 2
     torch.testing.assert_close(gm.weights.sum(), torch.tensor(1.0, dtype=torch.float64))
     # the first component, from the recipe by hand: class A's root branch, t = 0.07
@@ -135,5 +135,23 @@ def test_paper_tree_follows_the_published_recipe():
     assert (a > 0.3).all() and (b < -0.2).all()
     std = gm.sample(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64).std(0)
     assert ((std - 0.5).abs() < 0.07).all(), std
-    only_a = presets.paper_tree(("A",))
+    only_a = presets.tree(("A",))
     assert only_a.num_components == 1016 and torch.allclose(only_a.means, gm.means[gm.labels == 0])
+
+
+def test_training_target_is_the_exact_denoiser_with_one_sigma_per_row():
+    """The float32 fast path of the exact-target loss against the float64 denoiser, per row and per class."""
+    from course import presets
+
+    gm = presets.tree(depth=5)
+    g = torch.Generator().manual_seed(0)
+    x0, k = gm.sample(2000, generator=g, dtype=torch.float64, return_components=True)
+    sigma = (torch.randn(2000, generator=g, dtype=torch.float64) * 1.5 - 2.3).exp()
+    x = x0 + sigma[:, None] * torch.randn(2000, 2, generator=g, dtype=torch.float64)
+    y = torch.where(torch.rand(2000, generator=g) < 0.2, -1, gm.labels[k])  # label dropout: -1 is every class
+    exact = gm.denoise(x, sigma, y)
+    torch.testing.assert_close(gm.training_target(x, sigma, y, dtype=torch.float64), exact, rtol=1e-10, atol=1e-12)
+    fast = gm.training_target(x.float(), sigma.float(), y)
+    assert fast.dtype == torch.float32
+    err = ((fast.double() - exact).norm(dim=1) / sigma).max().item()
+    assert err < 2e-4, f"float32 training target is off by {err:.1e} sigma (expected < 2e-4)"
