@@ -139,10 +139,11 @@ def data_folder() -> Path:
     return Path(os.environ.get("COURSE_DATA") or Path(__file__).resolve().parents[1] / "data")
 
 
-def retrain_main(prog, specs, train_one, argv=None):
+def retrain_main(prog, specs, train_one, argv=None, curve=False):
     """The command line of ``python -m course.toy_models`` / ``course.digits``: train the models
     of ``specs`` (all, or --only NAME ...) with ``train_one(name)`` and save them to FOLDER,
-    keeping existing files unless --force. Each file records the command that regenerates it."""
+    keeping existing files unless --force. Each file records the command that regenerates it.
+    ``curve``: train_one also takes ``curve_path`` (FOLDER/NAME_curve.json) to write a learning curve to."""
     ap = argparse.ArgumentParser(prog=f"python -m {prog}", description="Train and save the committed models.")
     ap.add_argument("folder", help="where to write NAME.safetensors (the repository's data/)")
     ap.add_argument("--only", action="append", choices=sorted(specs), help="train only these (repeatable)")
@@ -157,7 +158,7 @@ def retrain_main(prog, specs, train_one, argv=None):
             continue
         torch.manual_seed(0)
         t0 = time.perf_counter()
-        model = train_one(name)
+        model = train_one(name, curve_path=Path(args.folder) / f"{name}_curve.json") if curve else train_one(name)
         seconds = time.perf_counter() - t0
         save(model, path, command=f"python -m {prog} data --only {name} --force", train_seconds=f"{seconds:.1f}")
         print(f"{path}: trained in {seconds:.1f} s")

@@ -13,6 +13,8 @@
 
 ``python -m course.digits data`` trains every model and saves it to data/ (see data/README.md).
 """
+import json
+import time
 from pathlib import Path
 
 import torch
@@ -123,26 +125,84 @@ def train_classifier(model, x, y, steps, batch=128, lr=2e-3, noisy=True, seed=0,
     return model.eval()
 
 
-# name -> (constructor, how it is trained). Full training of all of them: about 6.5 minutes on 2 cores (measured).
+# The denoisers' recipe (EDM2's, scaled down): EDM loss, Adam lr 1e-2 / sqrt(max(step / 512, 1)),
+# batch 128, label dropout 0.15, power-function EMA with relative std 0.05 (EDM2's ImageNet-64
+# models use 0.045-0.105). The main model trains until its FD stops improving (see MAIN_CURVE);
+# the guide is the same recipe at 1/4 of the parameters and 1/8 of the main model's steps, as the
+# autoguidance paper's guides are (1/4-1/2 capacity, 1/8-1/16 training).
+DENOISER = dict(batch=128, lr=1e-2, label_dropout=0.15, ema_std=0.05)
+# Early stopping of the main model: every 1000 steps, 1000 unguided samples (16 Heun steps, seed 0)
+# are scored against the test images; training stops after 3 evaluations without a better FD (or
+# at 16000 steps) and keeps the EMA of the best one. (The test images choose the stopping point:
+# with 450 of them there is no third split to spare; the curve says so.)
+MAIN_CURVE = dict(every=1000, patience=3, max_steps=16000, samples=1000, sampler_steps=16, seed=0)
+GUIDE_STEPS = 375  # 1/8 of the committed main model's 3000 steps (data/digits_main_curve.json: its lowest FD)
+
 SPECS = {
-    "digits_main": (lambda: denoiser(32, 1), dict(kind="denoiser", steps=2000, label_dropout=0.15)),
-    "digits_guide": (lambda: denoiser(16, 1), dict(kind="denoiser", steps=300, label_dropout=0.15)),
+    "digits_main": (lambda: denoiser(32, 1), dict(kind="denoiser", steps=MAIN_CURVE["max_steps"], curve=True)),
+    "digits_guide": (lambda: denoiser(16, 1), dict(kind="denoiser", steps=GUIDE_STEPS)),
     "digits_classifier": (lambda: NoisyClassifier(), dict(kind="noisy", steps=1500)),
     "digits_features": (lambda: FeatureNet(), dict(kind="clean", steps=1500)),
 }
 
 
-def train_one(name, steps=None, progress=True):
+def unguided_scores(D, feature_net, n=1000, steps=16, seed=0):
+    """FD / precision / recall / accuracy of ``n`` conditional samples of D (classes 0..9 in turn, no guidance)."""
+    from . import samplers
+
+    _, _, x_test, _ = load()
+    labels = torch.arange(10).repeat(n // 10)
+    with torch.no_grad():
+        x = samplers.sample(D, len(labels), (1, 8, 8), y=labels, steps=steps, sigma_max=80.0, seed=seed)
+    return measure(x, labels, feature_net, x_test)
+
+
+class LearningCurve:
+    """The monitor of :func:`course.training.train` that early-stops the main model: scores the EMA
+    every ``every`` steps (:func:`unguided_scores`), keeps a copy of the best-FD one, and says stop
+    after ``patience`` evaluations without a lower FD. ``rows``: one dict per evaluation."""
+
+    def __init__(self, feature_net, patience=3, samples=1000, sampler_steps=16, seed=0, progress=True, **_):
+        self.feature_net, self.patience, self.progress = feature_net, patience, progress
+        self.kw = dict(n=samples, steps=sampler_steps, seed=seed)
+        self.rows, self.best, self.best_state = [], None, None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, step, model):
+        row = dict(step=step, **unguided_scores(model, self.feature_net, **self.kw), seconds=round(time.perf_counter() - self.t0, 1))
+        self.rows.append(row)
+        if self.best is None or row["fd"] < self.best["fd"]:
+            self.best, self.best_state = row, {k: v.clone() for k, v in model.state_dict().items()}
+        if self.progress:
+            print(f"step {step}: FD {row['fd']:.1f}, precision {row['precision']:.3f}, recall {row['recall']:.3f}, "
+                  f"accuracy {row['accuracy']:.3f} ({row['seconds']:.0f} s; best FD at step {self.best['step']})", flush=True)
+        return len(self.rows) - 1 - self.rows.index(self.best) >= self.patience  # `patience` evaluations since the best
+
+
+def train_one(name, steps=None, progress=True, curve_path=None):
+    """Train the digits model ``name`` of :data:`SPECS` (``steps`` overrides its length). The main
+    model is early-stopped on FD (:data:`MAIN_CURVE`) unless ``steps`` is given; its learning curve
+    is written to ``curve_path`` (JSON) if given."""
     make, spec = SPECS[name]
     model = make()
     x, y, _, _ = load()
-    steps = spec["steps"] if steps is None else steps
     if spec["kind"] == "denoiser":
-        trained, _ = training.train(model, batches(x, y), steps=steps, batch=128, lr=spec.get("lr", 1e-2),
-                                    label_dropout=spec["label_dropout"], ema=0.999 if steps >= 1000 else 0.99, progress=progress,
-                                    loss_kwargs=dict(sigma_data=SIGMA_DATA))
+        monitor = None
+        if spec.get("curve") and steps is None:
+            monitor = LearningCurve(load_model("digits_features"), progress=progress, **MAIN_CURVE)
+        trained, _ = training.train(model, batches(x, y), steps=spec["steps"] if steps is None else steps, batch=DENOISER["batch"],
+                                    lr=DENOISER["lr"], label_dropout=DENOISER["label_dropout"], ema_std=DENOISER["ema_std"],
+                                    progress=progress, loss_kwargs=dict(sigma_data=SIGMA_DATA),
+                                    monitor=monitor, monitor_every=MAIN_CURVE["every"])
+        if monitor is not None:
+            trained.load_state_dict(monitor.best_state)
+            if curve_path is not None:
+                curve = dict(rows=monitor.rows, best_step=monitor.best["step"], recipe=DENOISER, stopping=MAIN_CURVE,
+                             command=f"python -m course.digits data --only {name} --force",
+                             note="unguided conditional samples of the EMA, scored against the test split by digits_features")
+                checkpoints.atomic_write(Path(curve_path), lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=1)))
         return trained
-    return train_classifier(model, x, y, steps, noisy=spec["kind"] == "noisy", progress=progress)
+    return train_classifier(model, x, y, spec["steps"] if steps is None else steps, noisy=spec["kind"] == "noisy", progress=progress)
 
 
 def load_model(name, folder=None):
@@ -165,8 +225,17 @@ def measure(samples, requested, feature_net, x_test, k=3):
     return dict(fd=fd, precision=precision, recall=recall, accuracy=accuracy)
 
 
+def load_curve(folder=None):
+    """The main model's learning curve (written when it was trained): dict with ``rows`` (step, fd,
+    precision, recall, accuracy, seconds), ``best_step`` and the recipe."""
+    path = Path(folder or checkpoints.data_folder()) / "digits_main_curve.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; it is written by: python -m course.digits data --only digits_main --force")
+    return json.loads(path.read_text())
+
+
 def main(argv=None):
-    checkpoints.retrain_main("course.digits", SPECS, train_one, argv)
+    checkpoints.retrain_main("course.digits", SPECS, train_one, argv, curve=True)
 
 
 if __name__ == "__main__":

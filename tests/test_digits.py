@@ -54,3 +54,25 @@ def test_committed_models_sample_and_classify():
         x = samplers.sample(guiders.CFG(D, 2.0), 30, (1, 8, 8), y=labels, steps=16)
     assert x.shape == (30, 1, 8, 8) and torch.isfinite(x).all()
     assert (feat(x.clamp(-1, 1)).argmax(1) == labels).double().mean() > 0.5  # samples show the requested class
+
+
+def test_learning_curve_stops_after_patience_evaluations_without_a_better_fd(monkeypatch):
+    """The early-stopping monitor of the main model, on a scripted sequence of FDs."""
+    curve = digits.LearningCurve(feature_net=None, patience=2, progress=False)
+    fds = iter([50.0, 40.0, 41.0, 39.0, 45.0, 44.0, 10.0])
+    monkeypatch.setattr(digits, "unguided_scores", lambda D, f, **kw: dict(fd=next(fds), precision=0.0, recall=0.0, accuracy=0.0))
+    stops = [curve(step, torch.nn.Linear(1, 1)) for step in (1000, 2000, 3000, 4000, 5000, 6000)]
+    # best at 2000; 3000 is worse (1 since best); 4000 is a new best; 5000 and 6000 worse -> stop at 6000
+    assert stops == [False, False, False, False, False, True], stops
+    assert curve.best["step"] == 4000 and curve.best["fd"] == 39.0
+
+
+def test_committed_learning_curve_matches_the_committed_main_model():
+    curve = digits.load_curve()
+    steps = [r["step"] for r in curve["rows"]]
+    fds = {r["step"]: r["fd"] for r in curve["rows"]}
+    assert curve["best_step"] in fds and fds[curve["best_step"]] == min(fds.values())
+    patience = curve["stopping"]["patience"]
+    stopped_early = steps[-1] < curve["stopping"]["max_steps"]
+    assert not stopped_early or steps[-1] - curve["best_step"] == patience * curve["stopping"]["every"]
+    assert "python -m course.digits" in curve["command"]
