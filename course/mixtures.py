@@ -33,7 +33,8 @@ from .conversions import as_labels, expand_sigma
 
 _CHUNK = 4096  # points per block: the [block, K] work array stays small (measured fastest of 1k-8k at K = 1000)
 _FEW_SIGMAS = 8  # up to this many distinct sigmas: one cached matrix per sigma; more: the per-row path
-_ROW_BLOCK_BYTES = 2**22  # per-row path: [rows, K, d] work arrays of ~4 MB stay in cache (measured 1.6x faster than 64 MB)
+_ROW_BLOCK_BYTES = 2**21  # per-row path: [rows, d, K] work arrays of ~2 MB stay in cache (measured 2.7x faster than 4 MB with the
+# fused ops of _row_terms, float32, K = 1016, 2 threads)
 
 
 class GaussianMixture:
@@ -179,10 +180,13 @@ class GaussianMixture:
         K, d = self.num_components, self.dim
         U_cat, c, const, evals = self._row_constants(x.dtype)
         z = torch.addmm(c, x, U_cat, alpha=-1).view(-1, d, K)  # U_k^T (mu_k - x)
-        inv = (evals + (s * s).to(x.dtype).reshape(-1, 1, 1)).reciprocal()  # 1 / eigenvalues of C_k + s_i^2 I
-        v = z * inv
-        # log N = -1/2 z^T diag(inv) z + 1/2 log det(diag(inv)) - d/2 log 2 pi
-        logits = const - 0.5 * (z * v).sum(1) + 0.5 * inv.log().sum(1)
+        inv = (evals + (s * s).to(x.dtype).reshape(-1, 1, 1)).reciprocal_()  # 1 / eigenvalues of C_k + s_i^2 I
+        v = z.mul_(inv)  # in place: z itself is not needed again
+        # log N = -1/2 z^T diag(inv) z + 1/2 log det(diag(inv)) - d/2 log 2 pi, with z_e = v_e / inv_e
+        quad = torch.zeros(x.shape[0], K, dtype=x.dtype)
+        for e in range(d):  # d is small: one fused pass per direction, no reduction over a tiny axis
+            quad.addcmul_(v[:, e], v[:, e] / inv[:, e])
+        logits = inv.prod(1).log_().sub_(quad).mul_(0.5).add_(const)
         return logits, v
 
     def _row_score(self, r, v):
