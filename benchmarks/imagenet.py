@@ -10,10 +10,11 @@ The baseline column runs the same network with PyTorch's fused scaled_dot_produc
 place of our explicit (perturbable) attention maps, to show what the PAG hooks cost.
 
 Loading: an EDM2 XS- and S-size checkpoint (random fp16 weights) is written in the release format
-(the test suite's writer, tests/edm2_format.py) and read twice: with our restricted unpickler, and
-with plain ``pickle.load`` (the authors' reconstruct function replaced by one that returns its
+(the test suite's writer, tests/edm2_format.py, ``released=True``: the modules' whole state, one
+embedded source string of the official file's size, default reductions) and read with our loader
+and with plain ``pickle.load`` (the authors' reconstruct function replaced by one that returns its
 argument, so the baseline does less than the official code, which also compiles the embedded
-source and builds the modules).
+source and builds the modules), best of 3 after a warm-up, with our loader's breakdown.
 """
 import argparse
 import pickle
@@ -99,32 +100,56 @@ def bench_guided_sampling(dev, n, steps, tiny):
               f"separate calls {rates[False]:.2f} img/s (batched/separate {rates[True] / rates[False]:.2f}x)")
 
 
-def bench_loading(sizes=("xs", "s")):
-    """Seconds to read an EDM2 release-format pickle: ours vs plain pickle.load, same file."""
+def bench_loading(sizes=("xs", "s"), repeat=5):
+    """Seconds to load an EDM2 file in the release format: ours (with its breakdown) vs plain
+    pickle.load, same file, best of ``repeat`` after one warm-up read of each."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import edm2_format
 
+    from course import checkpoints
     from course.imagenet import loading
+
+    def best(fn):
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    def plain_pickle(path):
+        edm2_format._install_fake_module()  # the authors' reconstruct function, replaced by one that returns its argument
+        sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj = lambda meta: meta
+        with open(path, "rb") as f:
+            return pickle.load(f)
 
     for size in sizes:
         cfg = CONFIGS[size][0]
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"edm2-img64-{size}-random.pkl"
-            edm2_format.write_edm2_pickle(path, edm2.EDM2Denoiser(**cfg), cfg)
+            edm2_format.write_edm2_pickle(path, edm2.EDM2Denoiser(**cfg), cfg, released=True)
             mb = path.stat().st_size / 2**20
-            ours, plain = [], []
-            for _ in range(2):  # second reads come from the page cache for both
-                t = time.perf_counter()
-                loading.read_edm2_pickle(path)
-                ours.append(time.perf_counter() - t)
-                edm2_format._install_fake_module()
-                sys.modules["torch_utils.persistence"]._reconstruct_persistent_obj = lambda meta: meta
-                t = time.perf_counter()
-                with open(path, "rb") as f:
-                    pickle.load(f)
-                plain.append(time.perf_counter() - t)
-            print(f"loading EDM2 {size} ({mb:.0f} MB file): ours {min(ours):.2f} s, pickle.load {min(plain):.2f} s "
-                  f"(ours / pickle.load {min(ours) / min(plain):.2f}x; best of 2)")
+            t = time.perf_counter()
+            model = loading.load_edm2_pickle(path)
+            first = time.perf_counter() - t
+            params = sum(p.numel() for p in model.parameters())
+            dtypes = sorted({str(p.dtype).replace("torch.", "") for p in model.parameters()})
+            del model
+            plain_pickle(path)
+            t_pickle = best(lambda: plain_pickle(path))
+            t_ours = best(lambda: loading.load_edm2_pickle(path))
+            t_read = best(lambda: loading.read_edm2_pickle(path))
+            kwargs, state = loading.read_edm2_pickle(path)
+            t_check = best(lambda: checkpoints.check_state(state, state, path))
+            t_isfinite = best(lambda: [torch.isfinite(v).all() for v in state.values()])
+            t_build = best(lambda: checkpoints.build_checked(edm2.EDM2Denoiser, kwargs, state, path, assign=True))
+            t_random = best(lambda: edm2.EDM2Denoiser(**cfg))
+            print(f"loading EDM2 {size} ({mb:.0f} MB file in the release format, {params / 1e6:.1f}M parameters, kept as "
+                  f"{'/'.join(dtypes)}): ours {t_ours:.2f} s, pickle.load {t_pickle:.2f} s (ours / pickle.load "
+                  f"{t_ours / t_pickle:.2f}x; best of {repeat}). Breakdown: restricted unpickle {t_read:.2f} s, "
+                  f"shape + dtype + finiteness check {t_check:.3f} s (elementwise isfinite would take {t_isfinite:.3f} s), "
+                  f"meta build + check + assign {t_build:.2f} s (a randomly initialised build alone: {t_random:.2f} s). "
+                  f"First load in this process {first:.2f} s (includes torch's one-time imports for the meta device)")
 
 
 def main():

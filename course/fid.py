@@ -62,6 +62,39 @@ def features_of(images_uint8, network, batch=100):
     return torch.cat(out).reshape(len(images_uint8), -1)
 
 
+def feature_sums(features, shift=None):
+    """(n, sum of (f - shift) [D], sum of (f - shift)(f - shift)^T [D, D]) in float64 for
+    features f [N, D]: statistics that add up across batches and processes (torch.distributed
+    all_reduce). A shift near the mean (e.g. the reference statistics' mu, which every process
+    has) keeps the covariance's cancellation small: s2 - s1 s1^T / n then subtracts two small
+    numbers instead of two large ones."""
+    f = torch.as_tensor(features, dtype=torch.float64)
+    if f.ndim != 2:
+        raise ValueError(f"features must be [N, D]; got {list(f.shape)}")
+    if shift is not None:
+        f = f - torch.as_tensor(shift, dtype=torch.float64)
+    return len(f), f.sum(0), f.T @ f
+
+
+def statistics_from_sums(n, s1, s2, shift=None):
+    """Mean [D] and (unbiased) covariance [D, D] from :func:`feature_sums` (with the same shift):
+    mu = shift + s1 / n, cov = (s2 - s1 s1^T / n) / (n - 1)."""
+    if n < 2:
+        raise ValueError(f"need at least 2 feature vectors for a covariance; got {n}")
+    mean = s1 / n
+    cov = (s2 - n * torch.outer(mean, mean)) / (n - 1)
+    return (mean if shift is None else mean + torch.as_tensor(shift, dtype=torch.float64)), cov
+
+
+def frechet_from_sums(n, s1, s2, reference, shift=None):
+    """The Fréchet distance between the features summed in (n, s1, s2) and reference (mu, sigma)."""
+    mu, sigma = statistics_from_sums(n, s1, s2, shift)
+    if mu.shape != reference[0].shape:
+        raise ValueError(f"features are {mu.shape[0]}-d but the reference statistics are {reference[0].shape[0]}-d: "
+                         "were they made with another feature network?")
+    return metrics.frechet_distance(mu, sigma, *reference)
+
+
 def frechet_to_reference(features, reference):
     """The Fréchet distance between features [N, D] and reference (mu, sigma)."""
     mu, sigma = metrics.feature_statistics(features)

@@ -44,6 +44,18 @@ def edm_sigmas(steps: int = 32, sigma_min: float = 0.002, sigma_max: float = 80.
     return torch.cat([s, torch.zeros(1, dtype=torch.float64)])
 
 
+def randn(shape, generator=None, dtype=torch.float32):
+    """Standard normal noise of ``shape`` on the CPU from ``generator``: one torch.Generator for
+    the whole tensor, or a list of generators, one per row (row i = randn(shape[1:]) drawn from
+    generator[i]), so that each row depends on its own seed alone and not on its batch - EDM2's
+    StackedRandomGenerator."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} per-row generators for {shape[0]} rows")
+        return torch.stack([torch.randn(tuple(shape[1:]), generator=g, dtype=dtype) for g in generator])
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype)
+
+
 def check_sigmas(sigmas) -> torch.Tensor:
     """A noise schedule [steps + 1]: finite, strictly decreasing, > 0 except possibly the last entry."""
     s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
@@ -77,31 +89,50 @@ def _call(D, x, sigma, y, step=None):
     return out
 
 
-def edm_euler(D, x, sigmas, y=None, *, trajectory=False, progress=False):
+def _step_denoiser(D, unguided, guide_step, sigma_cur):
+    """The denoiser of one step under a per-step guidance rule (see :func:`edm_heun`)."""
+    if guide_step is None:
+        return D
+    if unguided is None:
+        raise ValueError("guide_step needs unguided=..., the denoiser to use on the steps it leaves unguided")
+    return D if bool(guide_step(sigma_cur)) else unguided
+
+
+def edm_euler(D, x, sigmas, y=None, *, unguided=None, guide_step=None, trajectory=False, progress=False):
     """Euler's method on the probability-flow ODE dx/dsigma = (x - D(x; sigma)) / sigma.
-    ``x`` [N, ...] starts at noise level sigmas[0] (x = sigmas[0] * randn). One D call per step."""
+    ``x`` [N, ...] starts at noise level sigmas[0] (x = sigmas[0] * randn). One D call per step.
+    ``unguided`` / ``guide_step``: the per-step guidance rule, as in :func:`edm_heun`."""
     sigmas = check_sigmas(sigmas)
     traj = [x]
     for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="edm_euler"):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        d = (x - _call(D, x, s, y, i)) / s
+        D_i = _step_denoiser(D, unguided, guide_step, sigmas[i])
+        d = (x - _call(D_i, x, s, y, i)) / s
         x = x + (s_next - s) * d
         traj.append(x)
     return (x, torch.stack(traj)) if trajectory else x
 
 
-def edm_heun(D, x, sigmas, y=None, *, trajectory=False, progress=False):
+def edm_heun(D, x, sigmas, y=None, *, unguided=None, guide_step=None, trajectory=False, progress=False):
     """Heun's 2nd-order method (EDM Algorithm 1, S_churn = 0): an Euler step, then the average of
     the slopes at both ends - except on the last step to sigma = 0, which stays Euler. With N
-    noise levels that is 2N - 1 denoiser calls (32 steps: 63 calls)."""
+    noise levels that is 2N - 1 denoiser calls (32 steps: 63 calls).
+
+    Per-step guidance (the guidance interval as its paper's sampler applies it, Kynkaanniemi et
+    al. 2024): with ``guide_step`` (a function of the step's starting noise level sigma_i, e.g.
+    ``schedules.interval(0.28, 2.9)``), step i uses ``D`` for *both* of its calls when
+    ``guide_step(sigma_i)`` holds and ``unguided`` otherwise. A scale that is a function of sigma
+    inside a guider decides per call instead: the second call of step i is made at sigma_{i+1},
+    so near the interval's ends one step can mix a guided and an unguided slope."""
     sigmas = check_sigmas(sigmas)
     traj = [x]
     for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="edm_heun"):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        d = (x - _call(D, x, s, y, i)) / s
+        D_i = _step_denoiser(D, unguided, guide_step, sigmas[i])
+        d = (x - _call(D_i, x, s, y, i)) / s
         x_next = x + (s_next - s) * d
         if s_next > 0:
-            d_next = (x_next - _call(D, x_next, s_next, y, i)) / s_next
+            d_next = (x_next - _call(D_i, x_next, s_next, y, i)) / s_next
             x_next = x + (s_next - s) * 0.5 * (d + d_next)
         x = x_next
         traj.append(x)

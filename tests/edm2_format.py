@@ -36,11 +36,11 @@ def _install_fake_module():
 
 
 class Persistent:
-    def __init__(self, class_name, state):
-        self.class_name, self.state = class_name, state
+    def __init__(self, class_name, state, source=NEVER_RUN_SOURCE):
+        self.class_name, self.state, self.source = class_name, state, source
 
     def __reduce__(self):
-        meta = dict(type="class", version=6, module_src=NEVER_RUN_SOURCE, class_name=self.class_name, state=self.state)
+        meta = dict(type="class", version=6, module_src=self.source, class_name=self.class_name, state=self.state)
         return (_reconstruct_persistent_obj, (meta,))
 
 
@@ -68,10 +68,44 @@ def mimic(module, init_kwargs=None, dtype=torch.float16):
     return Persistent(CLASS_NAMES.get(type(module).__name__, type(module).__name__), state)
 
 
-def write_edm2_pickle(path, model, init_kwargs, extra=None):
-    """Write {'ema': model, **extra} in EDM2's release format to ``path``."""
+def released_source():
+    """A module source the size of the official networks_edm2.py (about 20 kB) that raises if run:
+    the first line stops it, the rest (this course's own EDM2 source) is only there for its size."""
+    from pathlib import Path
+
+    return NEVER_RUN_SOURCE + (Path(__file__).resolve().parents[1] / "course" / "imagenet" / "edm2.py").read_text()
+
+
+def mimic_released(module, init_kwargs=None, source=None, dtype=torch.float16):
+    """The object tree of an official release file, closer than :func:`mimic`: every persistent
+    object carries the same large ``module_src`` string (pickle stores it once and refers to it),
+    its state is the module's whole ``__dict__`` (hook dictionaries, the non-persistent-buffer set,
+    plain attributes), parameters in fp16, and ModuleDicts go through the default reduction."""
+    source = source if source is not None else released_source()
+    state = {k: v for k, v in module.__dict__.items() if k not in ("_parameters", "_modules", "perturbation")}
+    state["training"] = False
+    state["_parameters"] = {n: torch.nn.Parameter(p.detach().to(dtype), requires_grad=False) for n, p in module._parameters.items()}
+    state["_buffers"] = {n: b.detach().clone() for n, b in module._buffers.items()}
+    state["_modules"] = {n: mimic_released(m, source=source, dtype=dtype) for n, m in module._modules.items()}
+    if isinstance(module, torch.nn.ModuleDict):  # a real, empty ModuleDict whose __dict__ is that state
+        md = torch.nn.ModuleDict.__new__(torch.nn.ModuleDict)
+        object.__setattr__(md, "__dict__", state)
+        return md
+    state["_init_args"] = ()
+    state["_init_kwargs"] = dict(init_kwargs or {})
+    return Persistent(CLASS_NAMES.get(type(module).__name__, type(module).__name__), state, source)
+
+
+def write_edm2_pickle(path, model, init_kwargs, extra=None, released=False):
+    """Write {'ema': model, **extra} in EDM2's release format to ``path``. ``released=True``
+    writes what an official file holds (:func:`mimic_released`, plus its 'encoder' entry)."""
     _install_fake_module()
-    data = {"ema": mimic(model, init_kwargs), **(extra or {})}
+    if released:
+        source = released_source()
+        encoder = Persistent("StandardRGBEncoder", dict(_init_args=(), _init_kwargs={}), source)
+        data = {"ema": mimic_released(model, init_kwargs, source), "encoder": encoder, **(extra or {})}
+    else:
+        data = {"ema": mimic(model, init_kwargs), **(extra or {})}
     with open(path, "wb") as f:
         pickle.dump(data, f, protocol=4)
 

@@ -66,7 +66,7 @@ def test_conformance_fails_on_a_nan_weight_and_on_broken_files_with_one_line(tmp
 
 # --- 2. generate: resume only what the same settings made ------------------------------------------------
 def gen(out, *extra):
-    cmd = [sys.executable, "-m", "course.generate", "adm-icg", "--tiny", "--out", str(out), "--n", "2", "--batch", "1", *extra]
+    cmd = [sys.executable, "-m", "course.generate", "adm-icg", "--tiny", "--out", str(out), "--n", "2", "--batch", "1", "--steps", "4", *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
 
@@ -75,13 +75,13 @@ def test_generate_refuses_to_resume_with_other_settings_and_records_them(tmp_pat
     first = gen(out)
     assert first.returncode == 0, first.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["seed"] == 0 and metrics["w"] == 1.5 and metrics["batch"] == 1 and metrics["n"] == 2
-    for extra, what in ((["--seed", "1"], "seed"), (["--w", "9"], "w"), (["--batch", "2"], "batch")):
+    assert metrics["seeds"] == "0-1" and metrics["w"] == 1.5 and metrics["batch"] == 1 and metrics["n"] == 2
+    for extra, what in ((["--steps", "3"], "sampler"), (["--w", "9"], "w"), (["--batch", "2"], "batch")):
         again = gen(out, *extra)
         assert again.returncode == 2 and what in again.stderr and "start fresh" in again.stderr, (extra, again.stderr)
     # a foreign file in a batch slot is not used: it is made again
-    save_file({"images": torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "labels": torch.zeros(1, dtype=torch.long)},
-              str(out / "batch_00001.safetensors"))
+    save_file({"images": torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "labels": torch.zeros(1, dtype=torch.long),
+               "seeds": torch.ones(1, dtype=torch.long)}, str(out / "batch_00001.safetensors"))
     assert gen(out).returncode == 0
     assert load_file(str(out / "batch_00001.safetensors"))["images"].float().std() > 0
     # growing n resumes and reports the real count

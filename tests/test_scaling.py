@@ -58,7 +58,7 @@ def test_checkpoint_code_path_on_tiny_networks_in_the_released_formats(tmp_path)
 
 def test_generate_command_writes_grid_and_metrics_and_resumes(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "course.generate", "adm-icg", "--tiny", "--out", str(out), "--n", "2", "--batch", "1"]
+    cmd = [sys.executable, "-m", "course.generate", "adm-icg", "--tiny", "--out", str(out), "--n", "2", "--batch", "1", "--steps", "4"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
     result = json.loads((out / "metrics.json").read_text())

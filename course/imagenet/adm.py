@@ -141,6 +141,7 @@ class _Encoder(nn.Module):
     def _build_encoder(self, image_size, in_channels, model_channels, num_res_blocks, attention_resolutions, channel_mult,
                        num_head_channels, num_heads, use_scale_shift_norm, resblock_updown, use_new_attention_order, dropout):
         emb = model_channels * 4
+        self.torso_dtype = torch.float32  # float16 after convert_to_fp16()
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb), nn.SiLU(), nn.Linear(emb, emb))
         attn_ds = _attention_ds(image_size, attention_resolutions)
         attn = dict(num_head_channels=num_head_channels, num_heads=num_heads, use_new_attention_order=use_new_attention_order)
@@ -169,6 +170,34 @@ class _Encoder(nn.Module):
         """Names of the attention blocks (for PAG), in network order."""
         return [name for name, m in self.named_modules() if isinstance(m, AttentionBlock)]
 
+    # guided-diffusion's --use_fp16 (fp16_util.convert_module_to_f16, UNetModel.convert_to_fp16):
+    # the weights and biases of every convolution (Conv1d/2d/3d: also attention's qkv and proj_out)
+    # in the torso become fp16; linear layers (timestep embedding, each ResBlock's emb_layers), the
+    # label embedding, the norms and the output head stay fp32. The forward pass casts the input to
+    # the torso's dtype and the torso's output back to the input's dtype before the head; the norms
+    # compute in fp32 (GroupNorm32) and attention's softmax in fp32.
+    _TORSO = ("input_blocks", "middle_block", "output_blocks")
+
+    def fp16_plan(self):
+        """Names of the modules that :meth:`convert_to_fp16` turns to fp16, in network order."""
+        return [f"{part}.{name}" if name else part for part in self._TORSO if hasattr(self, part)
+                for name, m in getattr(self, part).named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+
+    def convert_to_fp16(self):
+        """The torso's convolutions to fp16, as guided-diffusion's ``convert_to_fp16`` (run it on a
+        GPU: fp16 convolutions on a CPU are slow or missing). Returns the model."""
+        for name in self.fp16_plan():
+            self.get_submodule(name).half()
+        self.torso_dtype = torch.float16
+        return self
+
+    def convert_to_fp32(self):
+        """Undo :meth:`convert_to_fp16`."""
+        for name in self.fp16_plan():
+            self.get_submodule(name).float()
+        self.torso_dtype = torch.float32
+        return self
+
 
 class ADMUNet(_Encoder):
     """guided-diffusion's UNetModel (the flags of the released 64x64 model are the defaults but
@@ -184,6 +213,7 @@ class ADMUNet(_Encoder):
                            channel_mult=list(channel_mult), num_classes=num_classes, num_head_channels=num_head_channels,
                            num_heads=num_heads, use_scale_shift_norm=use_scale_shift_norm, resblock_updown=resblock_updown,
                            use_new_attention_order=use_new_attention_order, learn_sigma=learn_sigma)
+        self.use_fp16 = use_fp16  # as in guided-diffusion, the flag alone changes nothing: convert_to_fp16() does
         self.model_channels, self.num_classes, self.image_size = model_channels, num_classes, image_size
         ch, chans, ds, attn_ds, attn, res, emb = self._build_encoder(
             image_size, in_channels, model_channels, num_res_blocks, attention_resolutions, channel_mult,
@@ -209,14 +239,14 @@ class ADMUNet(_Encoder):
             if y is None:
                 raise ValueError("this ADM model is class-conditional and has no null class: pass labels y [N]")
             emb = emb + self.label_emb(cv.as_labels(y).to(x.device).reshape(-1).expand(x.shape[0]))
-        hs, h = [], x
+        hs, h = [], x.type(self.torso_dtype)  # fp16 in the torso after convert_to_fp16 (emb stays fp32)
         for block in self.input_blocks:
             h = block(h, emb)
             hs.append(h)
         h = self.middle_block(h, emb)
         for block in self.output_blocks:
             h = block(torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h)
+        return self.out(h.type(x.dtype))
 
 
 class AttentionPool2d(nn.Module):
@@ -253,6 +283,7 @@ class ADMClassifier(_Encoder):
                            num_res_blocks=num_res_blocks, attention_resolutions=attention_resolutions, channel_mult=list(channel_mult),
                            num_head_channels=num_head_channels, num_heads=num_heads, use_scale_shift_norm=use_scale_shift_norm,
                            resblock_updown=resblock_updown, use_new_attention_order=use_new_attention_order, pool=pool)
+        self.use_fp16 = use_fp16  # as in guided-diffusion, the flag alone changes nothing: convert_to_fp16() does
         self.model_channels = model_channels
         ch, _, ds, *_ = self._build_encoder(image_size, in_channels, model_channels, num_res_blocks, attention_resolutions,
                                              channel_mult, num_head_channels, num_heads, use_scale_shift_norm, resblock_updown,
@@ -261,10 +292,10 @@ class ADMClassifier(_Encoder):
 
     def forward(self, x, t):
         emb = self.time_embed(timestep_embedding(torch.as_tensor(t, device=x.device).expand(x.shape[0]), self.model_channels))
-        h = x
+        h = x.type(self.torso_dtype)
         for block in self.input_blocks:
             h = block(h, emb)
-        return self.out(self.middle_block(h, emb))
+        return self.out(self.middle_block(h, emb).type(x.dtype))
 
 
 class ADMDenoiser(cv.EpsDenoiser):

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from .. import conversions as cv
+from .. import samplers
 
 
 def space_timesteps(T: int, count: int) -> list:
@@ -112,11 +113,12 @@ def dhariwal_nichol(unet, x_T, y=None, *, steps=250, classifier=None, scale=1.0,
     """Sample with guided-diffusion's sampler: ``x_T`` [N, C, H, W] ~ N(0, I), ``steps`` respaced
     timesteps of the model's schedule (cosine, T = 1000, by default), optional classifier guidance
     of strength ``scale`` (``classifier_scale``). Returns x_0 in [-1, 1]. Noise comes from
-    ``generator`` (CPU) so that a run is reproducible on any device."""
+    ``generator`` (CPU; one generator, or a list of one per row: :func:`course.samplers.randn`) so
+    that a run is reproducible on any device."""
     sched = Schedule.respaced(cv.cosine_betas(1000) if betas is None else betas, steps)
     x = x_T
     for i in tqdm(range(len(sched.timesteps) - 1, -1, -1), disable=not progress, desc="dhariwal_nichol"):
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) if i > 0 else None
+        noise = samplers.randn(x.shape, generator, x.dtype).to(x.device) if i > 0 else None
         x = p_sample(unet, x, i, sched, y, classifier, scale, noise)
         if not torch.isfinite(x).all():
             raise FloatingPointError(f"NaN or inf at respaced step {i} (timestep {int(sched.timesteps[i])})")

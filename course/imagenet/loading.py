@@ -66,21 +66,32 @@ def load_state_dict_pt(path, what="checkpoint"):
     return state
 
 
-def _load_into(model, path, what):
+def _load_into(cls, config, path, what):
+    """cls(**config) with the weights of a guided-diffusion .pt, in float32 (the released weights
+    are fp16; guided-diffusion loads them into a float32 model and, with --use_fp16, converts the
+    torso back: :meth:`~course.imagenet.adm.ADMUNet.convert_to_fp16`)."""
     state = load_state_dict_pt(path, what)
-    check_state(state, model.state_dict(), path)
-    model.load_state_dict({k: v.float() for k, v in state.items()})  # released weights are fp16
-    return model.eval()
+    check_state(state, _meta_state(cls, config, path), path)
+    state = {k: v.float() for k, v in state.items()}
+    return build_checked(cls, config, state, path, assign=True).eval()
+
+
+def _meta_state(cls, config, path):
+    try:
+        with torch.device("meta"):
+            return cls(**config).state_dict()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the configuration {config} does not build a {cls.__name__} ({err})") from None
 
 
 def load_adm_unet(path, **config):
     """ADMUNet from a guided-diffusion .pt (default config: the released 64x64 model)."""
-    return _load_into(ADMUNet(**{**ADM64_UNET, **config}), path, "ADM UNet checkpoint")
+    return _load_into(ADMUNet, {**ADM64_UNET, **config}, path, "ADM UNet checkpoint")
 
 
 def load_adm_classifier(path, **config):
     """ADMClassifier from a guided-diffusion .pt (default config: the released 64x64 classifier)."""
-    return _load_into(ADMClassifier(**{**ADM64_CLASSIFIER, **config}), path, "ADM classifier checkpoint")
+    return _load_into(ADMClassifier, {**ADM64_CLASSIFIER, **config}, path, "ADM classifier checkpoint")
 
 
 # --- EDM2 ------------------------------------------------------------------------------------------------
@@ -132,11 +143,53 @@ def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward
     return torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, collections.OrderedDict())
 
 
+# torch's legacy single-storage format, which pickled tensors carry as bytes (what
+# torch.storage._load_from_bytes reads): five small pickles - magic number, protocol version,
+# system info, a persistent id ('storage', <torch.XStorage>, key, location, numel, view), the
+# list of keys - then, per key, the element count (int64) and the raw little-endian data.
+_LEGACY_MAGIC, _LEGACY_PROTOCOL = 0x1950A86A20F9469CFC6C, 1001
+_STORAGE_DTYPES = {"HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16, "FloatStorage": torch.float32,
+                   "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
+                   "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool}
+
+
+class _StorageHeader(pickle.Unpickler):
+    """Reads the header pickles of one legacy storage: plain data, storage type names, and one
+    persistent id; anything else is refused."""
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        raise RefusedPickle(f"refused: a tensor storage that asks to load {module}.{name}")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], torch.dtype)
+                and isinstance(pid[4], int) and pid[4] >= 0 and (len(pid) < 6 or pid[5] is None)):
+            raise RefusedPickle("refused: a tensor storage with an unexpected record")
+        return pid
+
+
 def _storage_from_bytes(data):
-    """torch.storage._load_from_bytes, but with weights_only loading (tensors and storages only)."""
+    """torch.storage._load_from_bytes, read directly: the header pickles with a restricted
+    unpickler, the data as one copy of the bytes (about twice as fast as torch.load with
+    weights_only on a released EDM2 file; benchmarks/imagenet.py)."""
     if not isinstance(data, (bytes, bytearray)):
         raise RefusedPickle("a storage that is not bytes")
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    f = io.BytesIO(data)
+    magic, protocol, info = (_StorageHeader(f).load() for _ in range(3))
+    if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(info, dict):
+        raise ValueError("a tensor storage in an unknown format (not torch's legacy serialization)")
+    if info.get("little_endian") is not True:
+        raise ValueError("a tensor storage written on a big-endian machine; this loader reads little-endian files only")
+    _, dtype, key, _location, numel, *_ = _StorageHeader(f).load()
+    if _StorageHeader(f).load() != [key]:
+        raise ValueError("a tensor storage record that holds more or other storages than one")
+    count = int.from_bytes(f.read(8), "little", signed=True)
+    start, nbytes = f.tell(), numel * torch.empty((), dtype=dtype).element_size()
+    if count != numel or start + nbytes != len(data):
+        raise ValueError(f"a tensor storage of {len(data)} bytes that declares {numel} elements of {dtype}: truncated or corrupt")
+    flat = torch.frombuffer(bytearray(memoryview(data)[start:]), dtype=dtype) if nbytes else torch.empty(0, dtype=dtype)
+    return torch.storage.TypedStorage(wrap_storage=flat.untyped_storage(), dtype=dtype, _internal=True)
 
 
 def _reconstructor(cls, base, state=None):
@@ -243,22 +296,26 @@ def read_edm2_pickle(path, key="ema"):
     return dict(kwargs), state
 
 
-def load_edm2_pickle(path, key="ema", **overrides):
-    """Our EDM2Denoiser with the weights and configuration of an official EDM2 .pkl (safely)."""
+def load_edm2_pickle(path, key="ema", dtype=None, **overrides):
+    """Our EDM2Denoiser with the weights and configuration of an official EDM2 .pkl (safely).
+
+    The model is built on the meta device and the file's tensors become its weights as they are
+    (no random initialisation, no copy): ``dtype=None`` keeps the stored precision (fp16 in the
+    released files), exactly what ``pickle.load`` of the official code gives; every layer casts its
+    weight to float32 before using it (MPConv), so the network computes the same numbers either
+    way. ``dtype=torch.float32`` converts once at load (twice the memory, no cast per call)."""
     kwargs, state = read_edm2_pickle(path, key)
     kwargs = {**kwargs, **overrides}
-    model = build_checked(EDM2Denoiser, kwargs, state, path)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    if dtype is not None:
+        state = collections.OrderedDict((k, v.to(dtype) if v.is_floating_point() else v) for k, v in state.items())
+    return build_checked(EDM2Denoiser, kwargs, state, path, assign=True).eval()
 
 
 def load_edm2_safetensors(weights_path, constructor):
     """EDM2Denoiser from a safetensors state dict with official key names and a constructor dict
-    (the conformance format)."""
+    (the conformance format), in float32."""
     from safetensors.torch import load_file
 
     state = load_file(str(_need_file(weights_path, "EDM2 weights")))
-    model = build_checked(EDM2Denoiser, constructor, state, weights_path)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
-
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return build_checked(EDM2Denoiser, constructor, state, weights_path, assign=True).eval()

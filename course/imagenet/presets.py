@@ -50,17 +50,17 @@ PRESETS = {
                                          "for CFG, applied to the 64 autoguidance pair (a departure; untested on a GPU)"),
     "edm2-s-pag": dict(family="edm2", main=EDM2_S, guider="pag", w=2.0, layers=["unet.dec.8x8_in0"], sampler=SAMPLER,
                        published={}, note="no published preset (EDM2 has no PAG): the course's choice, to compare"),
-    "adm-cg": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=ADM_SAMPLER,
+    "adm-cg": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=ADM_SAMPLER, use_fp16=True,
                    published={}, note="guided-diffusion's classifier sampling (its README's 64x64 command): classifier_scale 1.0, "
                                       "ancestral steps with learned variances, 250 respaced steps, guidance as a mean shift"),
-    "adm-cg-heun": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=SAMPLER,
+    "adm-cg-heun": dict(family="adm", main=ADM_UNET, classifier=ADM_CLASSIFIER, guider="cg", w=1.0, sampler=SAMPLER, use_fp16=True,
                         published={}, note="the same model and scale on EDM Heun (32 steps) with the score form of guidance, "
                                            "D + w sigma^2 grad log p(y|x): the course's variant, not the paper's method"),
-    "adm-unguided": dict(family="adm", main=ADM_UNET, guider=None, w=1.0, sampler=ADM_SAMPLER, published={"FID": 2.07},
+    "adm-unguided": dict(family="adm", main=ADM_UNET, guider=None, w=1.0, sampler=ADM_SAMPLER, use_fp16=True, published={"FID": 2.07},
                          note="ADM 64x64 alone on guided-diffusion's sampler (published FID 2.07, 'ADM (dropout)')"),
-    "adm-icg": dict(family="adm", main=ADM_UNET, guider="icg", w=1.5, sampler=SAMPLER, published={},
+    "adm-icg": dict(family="adm", main=ADM_UNET, guider="icg", w=1.5, sampler=SAMPLER, use_fp16=True, published={},
                     note="independent condition guidance: CFG-like guidance without a null class; w is the course's choice"),
-    "adm-pag": dict(family="adm", main=ADM_UNET, guider="pag", w=4.0,
+    "adm-pag": dict(family="adm", main=ADM_UNET, guider="pag", w=4.0, use_fp16=True,
                     layers=["unet.input_blocks.13.1", "unet.input_blocks.14.1", "unet.input_blocks.15.1", "unet.middle_block.1"],
                     sampler=SAMPLER, published={}, note="g = 4 as in the official PAG code for ADM, on the 8x8 attention blocks"),
 }
@@ -83,6 +83,50 @@ class GuidedDiffusionModel(torch.nn.Module):
         self.unet, self.classifier, self.scale = unet, classifier, scale
 
 
+def networks_of(D):
+    """Every ADM / EDM2 network module inside a built preset (a guider, a denoiser or a
+    GuidedDiffusionModel), each once."""
+    found, stack, seen = [], [D], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or obj is None:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            found.append(obj)
+        elif hasattr(obj, "__dict__"):
+            stack.extend(v for v in vars(obj).values() if isinstance(v, torch.nn.Module) or hasattr(v, "D"))
+    return found
+
+
+def to_device(D, preset, device):
+    """Move a built preset's networks to ``device``; on a CUDA device an ADM preset with
+    ``use_fp16`` (the published 64x64 commands' --use_fp16 True) converts its UNet's and
+    classifier's torso to fp16 as guided-diffusion does. Returns the precision in words."""
+    modules = networks_of(D)
+    for m in modules:
+        m.to(device)
+    if PRESETS[preset].get("use_fp16") and str(device).startswith("cuda"):
+        for m in modules:
+            for net in m.modules():
+                if isinstance(net, (ADMUNet, ADMClassifier)):
+                    net.convert_to_fp16()
+        return "fp16 torso (guided-diffusion's --use_fp16)"
+    return "float32"
+
+
+def to_uint8(x, family):
+    """[-1, 1] images [N, 3, H, W] -> uint8 pixels, as each family's official code saves them:
+    EDM2 (generate_images.py) x * 127.5 + 128, clipped, truncated; guided-diffusion
+    (classifier_sample.py / image_sample.py) (x + 1) * 127.5, clamped, truncated - one level lower
+    than EDM2's on about half the pixels."""
+    if family == "edm2":
+        return (x * 127.5 + 128).clip(0, 255).to(torch.uint8)
+    if family == "adm":
+        return ((x + 1) * 127.5).clamp(0, 255).to(torch.uint8)
+    raise ValueError(f"unknown model family {family!r}; expected 'edm2' or 'adm'")
+
+
 def no_guidance_w(preset):
     """The scale at which a preset's guider is the plain model: 1 (lerp convention), except
     classifier guidance on a conditional model, where w is classifier_scale and 0 is no guidance."""
@@ -91,16 +135,20 @@ def no_guidance_w(preset):
 
 def sample(preset, D, labels, generator, device="cpu", progress=False, steps=None):
     """Images [N, 3, 64, 64] in [-1, 1] for ``labels`` [N] with the preset's sampler (``steps``
-    overrides its number of steps); every random number comes from ``generator`` (CPU), so a
-    batch is reproducible on any device."""
+    overrides its number of steps); every random number comes from ``generator`` (CPU): one
+    torch.Generator for the batch, or a list of one per image (then each image depends on its
+    own generator alone, whatever batch it is in), so a batch is reproducible on any device."""
     s = dict(PRESETS[preset]["sampler"], **({"steps": steps} if steps else {}))
     n = len(labels)
     if s["kind"] == "edm_heun":
         sigmas = samplers.edm_sigmas(s["steps"], s["sigma_min"], s["sigma_max"], s["rho"])
-        noise = torch.randn(n, 3, 64, 64, generator=generator).to(device) * sigmas[0].item()
+        noise = samplers.randn((n, 3, 64, 64), generator).to(device) * sigmas[0].item()
+        if "interval" in PRESETS[preset]:  # decided per step by the step's sigma, both Heun calls alike (its paper's sampler)
+            return samplers.edm_heun(D, noise, sigmas, labels, unguided=D.D_main,
+                                     guide_step=schedules.interval(*PRESETS[preset]["interval"]), progress=progress)
         return samplers.edm_heun(D, noise, sigmas, labels, progress=progress)
     if s["kind"] == "dhariwal_nichol":
-        x_T = torch.randn(n, 3, 64, 64, generator=generator).to(device)
+        x_T = samplers.randn((n, 3, 64, 64), generator).to(device)
         return guided_diffusion.dhariwal_nichol(D.unet, x_T, labels, steps=s["steps"], classifier=D.classifier,
                                                 scale=D.scale, generator=generator, progress=progress)
     raise ValueError(f"preset {preset!r} names an unknown sampler {s['kind']!r}")
@@ -176,8 +224,7 @@ def build(preset, folder=None, tiny=False, w=None, adm_config=None):
     elif kind is None:
         D = main
     elif kind == "autoguidance":
-        scale = w if "interval" not in p else schedules.combine(w, schedules.interval(*p["interval"]))
-        D = guiders.Autoguidance(main, guide, scale)
+        D = guiders.Autoguidance(main, guide, w)  # an "interval" preset limits it per step in sample()
     elif kind == "fdg":
         D = alternatives.FDG(main, p["w_low"], w, guide=guide)
     elif kind == "pag":
