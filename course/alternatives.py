@@ -1,4 +1,4 @@
-"""Guiders since CFG (lesson 8; REFERENCE section 6), each in the one interface of
+"""Guiders since CFG (lesson 8; each class cites its paper), each in the one interface of
 :mod:`course.guiders`: a guided denoiser D_w(x, sigma, y) built from denoisers, w = 1 = none.
 
 Notation: D_c = D(x, sigma, y), D_u = D(x, sigma, NULL), delta = D_c - D_u; scores s = (D - x) / sigma^2
@@ -22,16 +22,17 @@ and the EDM velocity (the eps-prediction) v = (x - D) / sigma convert in one pla
 * :class:`TSG`        - time-step guidance: the weak branch gets a perturbed noise embedding
   (Sadat et al., ICLR 2025).
 
-CFG++ is not here: it changes how the sampler renoises, not how predictions combine, so it is a
-sampler (:func:`course.samplers.cfgpp_euler`). Scale schedules (interval, zero-init, start/stop
-fractions) are in :mod:`course.schedules`.
+CFG++ is a sampler here (:func:`course.samplers.cfgpp_euler`): it renoises with the unconditional
+prediction. On Euler steps that is CFG with a scale that depends on the step,
+:func:`course.schedules.cfgpp_scale`. Scale schedules (interval, zero-init, start/stop fractions,
+CFG++'s) are in :mod:`course.schedules`.
 """
 import math
 from contextlib import contextmanager
 
 import torch
 
-from .conversions import expand_sigma
+from .conversions import expand_sigma, flow_velocity_from_x0, x0_from_flow_velocity
 from .guiders import PAG, _check_w, _labels, _scale, conditional_pair
 
 
@@ -116,14 +117,15 @@ class CFGRescale:
 
 
 class CFGZeroStar:
-    """CFG-Zero* (Fan et al. 2025), on the velocity v = (x - D) / sigma (the EDM ODE's dx/dsigma,
-    as the paper works with flow-matching velocities):
+    """CFG-Zero* (Fan et al. 2025, <https://arxiv.org/abs/2503.18886>), on the flow-matching velocity
+    the paper guides, v = eps - x0 = (x - D) / sigma - D (:func:`course.conversions.flow_velocity_from_x0`):
 
         s* = <v_c, v_u> / (||v_u||^2 + 1e-8)   (per sample);   v = s* v_u + w (v_c - s* v_u)
 
-    and zero velocity (D = x: the sample does not move) while sigma > ``zero_above`` - the
-    paper's "zero-init" of the first ~4% of steps (None: off). s* = 1 gives CFG. ``scale_fn``
-    replaces :func:`cfg_zero_scale` (lesson 8 passes a learner's own)."""
+    and zero velocity while sigma > ``zero_above`` - the paper's "zero-init" of the first ~4% of
+    steps (None: off). Zero velocity in flow matching is D = x / (1 + sigma) here (the sample
+    stays where it is in the flow's variable x_t), not D = x. s* = 1 gives CFG exactly (v is
+    affine in D). ``scale_fn`` replaces :func:`cfg_zero_scale` (lesson 8 passes a learner's own)."""
 
     def __init__(self, D, w, zero_above=None, scale_fn=None):
         _check_w(w)
@@ -132,13 +134,12 @@ class CFGZeroStar:
 
     def __call__(self, x, sigma, y=None):
         D_c, D_u = conditional_pair(self.D, x, sigma, y)
-        sig = expand_sigma(sigma, x)
-        v_c, v_u = (x - D_c) / sig, (x - D_u) / sig
+        v_c, v_u = flow_velocity_from_x0(x, D_c, sigma), flow_velocity_from_x0(x, D_u, sigma)
         s_star = self.scale_fn(v_c, v_u).reshape(-1, *([1] * (x.ndim - 1)))
         v = s_star * v_u + _scale(self.w, sigma, x) * (v_c - s_star * v_u)
         if self.zero_above is not None:
-            v = torch.where(sig > self.zero_above, torch.zeros_like(v), v)
-        return x - sig * v
+            v = torch.where(expand_sigma(sigma, x) > self.zero_above, torch.zeros_like(v), v)
+        return x0_from_flow_velocity(x, v, sigma)
 
 
 class TCFG:
@@ -163,22 +164,48 @@ class TCFG:
         return x + sig2 * (s_u_t + _scale(self.w, sigma, x) * (s_c - s_u_t))
 
 
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # the 5-tap Gaussian of Burt & Adelson's pyramid
+
+
+def _blur5(img):
+    """The pyramid's 5x5 Gaussian ([1, 4, 6, 4, 1]/16 in each direction), reflect-padded borders."""
+    C = img.shape[1]
+    k = torch.outer(_BINOMIAL, _BINOMIAL).to(img.dtype).to(img.device).expand(C, 1, 5, 5)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(img, (2, 2, 2, 2), mode="reflect"), k, groups=C)
+
+
+def pyr_down(img):
+    """Blur, then halve with bilinear resampling (the Laplacian pyramid's reduce step, as kornia's
+    ``pyrdown``, which the FDG paper's code uses)."""
+    H, W = img.shape[-2:]
+    return torch.nn.functional.interpolate(_blur5(img), size=(H // 2, W // 2), mode="bilinear", align_corners=False)
+
+
+def pyr_up(img):
+    """Double with bilinear resampling, then blur (the pyramid's expand step, kornia's ``pyrup``)."""
+    H, W = img.shape[-2:]
+    return _blur5(torch.nn.functional.interpolate(img, size=(2 * H, 2 * W), mode="bilinear", align_corners=False))
+
+
 def laplacian_split(img):
-    """One level of a Laplacian pyramid of images [N, C, H, W] (H, W even): (low, high) with
-    low = upsample(downsample(img)) (2x2 average, then nearest) and high = img - low, so
-    low + high = img exactly."""
-    if img.ndim != 4 or img.shape[-1] % 2 or img.shape[-2] % 2:
-        raise ValueError(f"FDG splits images [N, C, H, W] with even H and W; got shape {list(img.shape)}")
-    low = torch.nn.functional.avg_pool2d(img, 2)
-    low = torch.nn.functional.interpolate(low, scale_factor=2, mode="nearest")
+    """A two-level Laplacian pyramid of images [N, C, H, W] (H, W even, at least 4), as the FDG
+    paper builds it: low = pyr_up(pyr_down(img)) (the coarse level, brought back to full size),
+    high = img - low, so low + high = img exactly."""
+    if img.ndim != 4 or img.shape[-1] % 2 or img.shape[-2] % 2 or min(img.shape[-2:]) < 4:
+        raise ValueError(f"FDG splits images [N, C, H, W] with even H and W of at least 4; got shape {list(img.shape)}")
+    low = pyr_up(pyr_down(img))
     return low, img - low
 
 
 class FDG:
-    """Frequency-decoupled guidance (Sadat et al. 2025): split D_c and D_u into low and high
-    frequencies (:func:`laplacian_split`) and guide each with its own scale:
+    """Frequency-decoupled guidance (Sadat et al. 2025, <https://arxiv.org/abs/2506.19713>): split
+    D_c and D_u into low and high frequencies with a two-level Laplacian pyramid
+    (:func:`laplacian_split`) and guide each with its own scale:
 
         D_w = [L_u + w_low (L_c - L_u)] + [H_u + w_high (H_c - H_u)]
+
+    (the paper guides the pyramid's coarse level at half size and expands it; the expand step is
+    linear, so guiding its expanded copy is the same)
 
     w_low < w_high: strong guidance only where it sharpens details, weak where it shifts colours
     and composition (EDM2-S: CFG w 3 against FDG (1, 3)). w_low = w_high = w is CFG exactly.
@@ -199,12 +226,15 @@ class FDG:
 
 
 class MamboG:
-    """MAMBO-G (Zhu et al., "Magnitude-Aware Mitigation for Boosted Guidance"): CFG with a
-    per-sample scale that shrinks where the predictions disagree,
+    """MAMBO-G (Zhu et al. 2025, "Magnitude-Aware Mitigation for Boosted Guidance",
+    <https://arxiv.org/abs/2508.03442>): CFG with a per-sample scale that shrinks where the
+    guidance update is large relative to the unconditional prediction, measured - as the paper
+    and its diffusers guider do - on the model's flow-matching velocity v = (x - D) / sigma - D:
 
-        w_eff = 1 + (w - 1) exp(-alpha ||D_c - D_u|| / ||D_u||),   alpha = 8,
+        r = ||v_c - v_u|| / ||v_u||,   w_eff = 1 + (w - 1) exp(-alpha r),   alpha = 8,
 
-    so large, early corrections are damped and small, late ones kept. alpha = 0 is CFG."""
+    then D_w = D_u + w_eff (D_c - D_u) (v is affine in D, so this is the paper's velocity update).
+    Large, early corrections are damped and small, late ones kept. alpha = 0 is CFG."""
 
     def __init__(self, D, w, alpha=8.0):
         _check_w(w)
@@ -212,7 +242,8 @@ class MamboG:
 
     def effective_w(self, D_c, D_u, sigma, x):
         """[N, 1, ...] the per-sample scale."""
-        ratio = (D_c - D_u).flatten(1).norm(dim=1) / D_u.flatten(1).norm(dim=1).clamp(min=1e-12)
+        v_c, v_u = flow_velocity_from_x0(x, D_c, sigma), flow_velocity_from_x0(x, D_u, sigma)
+        ratio = (v_c - v_u).flatten(1).norm(dim=1) / v_u.flatten(1).norm(dim=1).clamp(min=1e-12)
         damp = torch.exp(-self.alpha * ratio).reshape(-1, *([1] * (x.ndim - 1)))
         return 1 + (_scale(self.w, sigma, x) - 1) * damp
 

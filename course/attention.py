@@ -1,4 +1,5 @@
-"""Self-attention that can be perturbed, for perturbed-attention guidance (PAG; REFERENCE section 4).
+"""Self-attention that can be perturbed, for perturbed-attention guidance (PAG; Ahn et al. 2024,
+https://arxiv.org/abs/2403.17377; lesson 4).
 
 PAG's "undesired" branch is the same network with chosen self-attention maps replaced:
 
@@ -35,19 +36,41 @@ class Perturbation:
     blur: float = math.inf  # for "seg": the query blur's std, in tokens
 
 
+def _blur_1d(n: int, blur: float) -> torch.Tensor:
+    """[n, n]: the SEG paper's 1-D Gaussian blur of n tokens as a matrix - a kernel of
+    ceil(6 blur) + 1 taps made odd (at most n + 1 wide, as its code caps it), taps
+    exp(-k^2 / (2 blur^2)) normalised to sum 1, borders reflect-padded (token -1 is token 1)."""
+    size = math.ceil(6 * blur) + 1 - math.ceil(6 * blur) % 2
+    size = min(size, n - (n % 2 - 1))
+    half = size // 2
+    taps = torch.exp(-0.5 * (torch.linspace(-(size - 1) / 2, (size - 1) / 2, size, dtype=torch.float64) / blur) ** 2)
+    taps = taps / taps.sum()
+    B = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for k in range(size):
+            j = i + k - half
+            j = -j if j < 0 else (2 * (n - 1) - j if j > n - 1 else j)  # reflect, without repeating the edge
+            B[i, j] += taps[k]
+    return B
+
+
 def query_blur(L: int, blur: float, device=None) -> torch.Tensor:
-    """[L, L] row-normalised Gaussian weights over the token grid (a square grid when L is a
-    square number, e.g. 4 x 4 = 16 tokens of a UNet's 4x4 level; else a line of L tokens):
-    B_ij ∝ exp(-|c_i - c_j|^2 / (2 blur^2)). blur = inf gives the uniform average 1/L."""
+    """[L, L] the SEG paper's query blur as a matrix over the token grid (a square grid when L is
+    a square number, e.g. 4 x 4 = 16 tokens of a UNet's 4x4 level; else a line of L tokens - the
+    course's choice, the paper blurs images only): a separable Gaussian of std ``blur`` tokens,
+    kernel ceil(6 blur) + 1 taps (odd), reflect-padded borders (:func:`_blur_1d`). blur = inf
+    gives the uniform average 1/L (every query the mean query), as the paper's code does."""
     if not blur > 0:
         raise ValueError(f"the SEG blur (a std in tokens) must be > 0 (inf allowed); got {blur}")
     if math.isinf(blur):
         return torch.full((L, L), 1.0 / L, device=device)
     side = math.isqrt(L)
-    i = torch.arange(L, device=device)
-    c = torch.stack([i // side, i % side], 1).float() if side * side == L else i[:, None].float()
-    B = torch.exp(-torch.cdist(c, c) ** 2 / (2 * blur**2))
-    return B / B.sum(1, keepdim=True)
+    if side * side == L and side > 1:
+        B1 = _blur_1d(side, blur)
+        B = torch.kron(B1, B1)  # token i sits at (i // side, i % side): rows, then columns
+    else:
+        B = _blur_1d(L, blur) if L > 1 else torch.ones(1, 1, dtype=torch.float64)
+    return B.to(device)
 
 
 class PerturbableAttention(nn.Module):

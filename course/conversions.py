@@ -1,4 +1,5 @@
-"""One place for every change of parameterisation (REFERENCE section 1).
+"""One place for every change of parameterisation (Ho et al. 2020, https://arxiv.org/abs/2006.11239;
+Karras et al. 2022, https://arxiv.org/abs/2206.00364; lesson 1).
 
 Two views of one diffusion model:
 
@@ -53,6 +54,20 @@ def x0_from_eps(x, eps, sigma):
 def eps_from_x0(x, x0, sigma):
     """eps = (x - D) / sigma."""
     return (x - x0) / expand_sigma(sigma, x)
+
+
+def flow_velocity_from_x0(x, x0, sigma):
+    """The flow-matching velocity v = eps - x0 of the same prediction (rectified flow,
+    x_t = (1 - t) x0 + t eps, whose ODE is dx_t/dt = v), in the VE variable x = x_t / (1 - t),
+    sigma = t / (1 - t): v = (x - D) / sigma - D. CFG-Zero* and MAMBO-G work on this v."""
+    return (x - x0) / expand_sigma(sigma, x) - x0
+
+
+def x0_from_flow_velocity(x, v, sigma):
+    """The inverse of :func:`flow_velocity_from_x0`: D = (x - sigma v) / (1 + sigma). v = 0 (flow
+    matching's "zero velocity") is D = x / (1 + sigma), not D = x."""
+    s = expand_sigma(sigma, x)
+    return (x - s * v) / (1 + s)
 
 
 def score_from_x0(x, x0, sigma):

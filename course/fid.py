@@ -1,4 +1,5 @@
-"""Fréchet distances of generated images against reference statistics (REFERENCE section 7).
+"""Fréchet distances of generated images against reference statistics (Heusel et al. 2017,
+https://arxiv.org/abs/1706.08500).
 
 FID compares Gaussians fitted to Inception-v3 pool features (2048-d) of 50,000 generated images
 with those of the real data: ||mu_1 - mu_2||^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))

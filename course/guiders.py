@@ -1,4 +1,4 @@
-"""Guiders: denoisers made of denoisers (REFERENCE sections 2 to 5).
+"""Guiders: denoisers made of denoisers (lessons 2 to 5; each class cites its paper).
 
 A guided denoiser is itself a denoiser ``D_w(x, sigma, y)``, so every sampler runs it unchanged,
 on a 2-D toy or an ImageNet-64 UNet. CFG, autoguidance, PAG and ICG share one convention: w = 1
@@ -11,7 +11,7 @@ prediction toward a better one,
 * :class:`Autoguidance`:   D_bad = a smaller / shorter-trained model, D_good = the main model
 * :class:`PAG`:            D_bad = the same network with self-attention maps set to identity
 * :class:`IndependentConditionGuidance`: CFG for a model without a null class, with a random
-  label in place of the null one (Sadat et al. 2025; REFERENCE section 6)
+  label in place of the null one (Sadat et al. 2025, https://arxiv.org/abs/2407.02687)
 
 Classifier guidance is the exception: :class:`ClassifierGuidance` adds w sigma^2 grad_x log
 p(y | x; sigma) to a denoiser. On an unconditional D (the default), w = 1 gives the conditional

@@ -1,4 +1,5 @@
-"""Scoring samples (REFERENCE section 7).
+"""Scoring samples (FID: Heusel et al. 2017, https://arxiv.org/abs/1706.08500; precision and recall:
+Kynkaanniemi et al. 2019, https://arxiv.org/abs/1904.06991).
 
 Against an exact target (a Gaussian mixture):
 * :func:`mean_log_prob` - quality: the exact log-density of the samples, averaged;

@@ -1,6 +1,6 @@
 """Tiny MLP denoisers for 2-D data.
 
-* :class:`MLPDenoiser` - the EDM way (REFERENCE section 1): a network F wrapped in the
+* :class:`MLPDenoiser` - the EDM way (Karras et al. 2022, https://arxiv.org/abs/2206.00364): a network F wrapped in the
   preconditioning ``D(x; sigma) = c_skip x + c_out F(c_in x, c_noise)``, optionally
   class-conditional with a learned embedding per class plus one "null" class (index
   ``num_classes``) used for label dropout and unconditional calls (y = None).

@@ -48,7 +48,8 @@ def tree(classes=("A", "B"), depth: int = 7, seed: int = 2) -> GaussianMixture:
         8 components, t in linspace(0.07, 0.93, 8): weight dist * 0.5^d,
             mean (pos + u dist t) * scale,   cov (u u^T + (I - u u^T) thick^2) * outer(size, size)
         children at pos + u dist, sign +1 then -1, angle a + sign 0.7^d (0.2 randn + 1)
-            (each child's draw made just before recursing into it)
+            (each child's draw made just before recursing into it - at the deepest level too,
+            where the recursion then returns at once: those draws shift every later branch)
 
     with scale = (1.3136, 1.3844) elementwise. ``classes`` selects "A", "B" or both; weights are
     normalised over the selected classes, labels stay 0 (A) and 1 (B). A smaller ``depth`` gives
@@ -59,6 +60,8 @@ def tree(classes=("A", "B"), depth: int = 7, seed: int = 2) -> GaussianMixture:
     comps = {"A": [], "B": []}
 
     def branch(out, pos, angle, depth):
+        if depth >= levels:  # checked on entry, as the official recursion does: the deepest
+            return           # branches still draw both children's angles, which the stream must consume
         u = np.array([math.cos(angle), math.sin(angle)])
         dist = 0.292 * 0.8**depth * (0.2 * rnd.randn() + 1)
         thick = 0.2 * 0.8**depth / dist
@@ -66,10 +69,9 @@ def tree(classes=("A", "B"), depth: int = 7, seed: int = 2) -> GaussianMixture:
         cov = (np.outer(u, u) + (np.eye(2) - np.outer(u, u)) * thick**2) * np.outer(size, size)
         for t in np.linspace(0.07, 0.93, 8):
             out.append((dist * 0.5**depth, (pos + u * dist * t) * scale, cov))
-        if depth < levels - 1:
-            for sign in (1, -1):
-                child = angle + sign * 0.7**depth * (0.2 * rnd.randn() + 1)
-                branch(out, pos + u * dist, child, depth + 1)
+        for sign in (1, -1):
+            child = angle + sign * 0.7**depth * (0.2 * rnd.randn() + 1)
+            branch(out, pos + u * dist, child, depth + 1)
 
     origin = np.array(PAPER_TREE_ORIGIN)
     branch(comps["A"], origin, math.pi / 4, 0)  # A first: the shared random stream makes order matter

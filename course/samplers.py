@@ -8,8 +8,9 @@ looks inside it. Each is a short function named after its paper.
 * :func:`pcg`       - predictor-corrector guidance (Bradley & Nakkiran 2025): an ODE step with one
   denoiser, then Langevin corrector steps with another.
 * :func:`cfgpp_euler` / :func:`cfgpp_ddim` - CFG++ (Chung et al. 2024): guide the x0 estimate,
-  renoise with the *unconditional* prediction - a sampler, since no combination of predictions
-  handed to an ordinary sampler does that.
+  renoise with the *unconditional* prediction. On Euler / DDIM steps that is CFG with the
+  step-dependent scale w(sigma_i) = lam sigma_i / (sigma_i - sigma_{i+1})
+  (:func:`course.schedules.cfgpp_scale`; lesson 8 checks it).
 
 All return the final sample, or ``(sample, trajectory)`` with ``trajectory=True``, where the
 trajectory [steps + 1, N, ...] holds the iterates in the VE variable (x / sqrt(abar) for the VP
@@ -29,7 +30,7 @@ from . import conversions as cv
 
 
 def edm_sigmas(steps: int = 32, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
-    """EDM's noise levels (REFERENCE section 1):
+    """EDM's noise levels (Karras et al. 2022, https://arxiv.org/abs/2206.00364, eq. 5):
     sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho for i < N, then sigma_N = 0.
     Shape [steps + 1], float64."""
     if int(steps) != steps or steps < 1:
@@ -168,23 +169,28 @@ def pcg(D_predict, D_correct, x, sigmas, y=None, *, corrector_steps=1, delta=0.0
     * corrector: ``corrector_steps`` Langevin steps at sigma_{i+1} with ``D_correct`` (e.g. CFG's
       D_w, whose score is that of p_sigma(x | y)^w p_sigma(x)^(1-w)):
 
-          x <- x + eps score(x; sigma_{i+1}) + sqrt(2 eps) z,   eps = delta sigma_{i+1}^2.
+          x <- x + eps score(x; sigma_{i+1}) + sqrt(2 eps) z,
+
+      with eps = delta sigma_{i+1}^2 (the course's choice, for running several corrector steps at
+      one noise level), or, with ``delta=None``, eps = (sigma_i^2 - sigma_{i+1}^2) / 2: the step
+      tied to the schedule under which Bradley & Nakkiran's equivalence holds - CFG with DDPM is,
+      in the SDE limit, this scheme with one such corrector step on exponent 2w - 1.
 
     (No corrector at sigma = 0.) Calls: one per step plus one per corrector step, times the
-    calls inside ``D_correct`` (2 for CFG). Bradley & Nakkiran show that CFG with DDPM is, in the
-    SDE limit, this scheme with one corrector step on exponent 2w - 1; with many corrector steps
-    it tracks p_sigma(x | y)^w p_sigma(x)^(1-w) at every sigma it can mix at."""
+    calls inside ``D_correct`` (2 for CFG). With many corrector steps it tracks
+    p_sigma(x | y)^w p_sigma(x)^(1-w) at every sigma it can mix at."""
     sigmas = check_sigmas(sigmas)
     if int(corrector_steps) != corrector_steps or corrector_steps < 0:
         raise ValueError(f"corrector_steps must be a whole number >= 0; got {corrector_steps}")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta (the Langevin step as a fraction of sigma^2) must lie in (0, 1); got {delta}")
+    if delta is not None and not 0 < delta < 1:
+        raise ValueError(f"delta (the Langevin step as a fraction of sigma^2) must lie in (0, 1), or be None "
+                         f"(the step (sigma_i^2 - sigma_(i+1)^2) / 2); got {delta}")
     traj = [x]
     for i in tqdm(range(len(sigmas) - 1), disable=not progress, desc="pcg"):
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
         x = x + (s_next - s) * (x - _call(D_predict, x, s, y, i)) / s
         if s_next > 0:
-            eps = delta * s_next**2
+            eps = delta * s_next**2 if delta is not None else (s**2 - s_next**2) / 2
             for _ in range(int(corrector_steps)):
                 score = (_call(D_correct, x, s_next, y, i) - x) / s_next**2
                 x = x + eps * score + (2 * eps) ** 0.5 * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -206,7 +212,9 @@ def cfgpp_euler(D, lam, x, sigmas, y, *, trajectory=False, progress=False):
         x_next = D_lam(x; sigma) + sigma_next * (x - D_u(x; sigma)) / sigma,
 
     i.e. step to the *guided* x0 estimate, then add back the noise the *unconditional* model
-    sees. (Plain CFG with Euler renoises with the guided prediction's noise: x - D_lam.)
+    sees. (Plain CFG with Euler renoises with the guided prediction's noise: x - D_lam.) It is
+    the same as Euler with CFG at w(sigma_i) = lam sigma_i / (sigma_i - sigma_{i+1})
+    (:func:`course.schedules.cfgpp_scale`).
     lam = 0 is the unconditional sampler; the paper finds lam in [0, 1] acting like CFG's w in
     [1, 12.5] (at lam = 1 the step already guides: it moves to D_c but renoises with D_u's noise).
     Two D calls per step."""

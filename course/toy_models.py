@@ -125,7 +125,7 @@ class AttentionDenoiser(nn.Module):
 CHECKPOINT_CLASSES = {"MLPClassifier": MLPClassifier, "AttentionDenoiser": AttentionDenoiser}
 
 # The committed toy models: name -> (mixture, model constructor, training settings).
-# The tree's denoisers follow the autoguidance paper's toy recipe (REFERENCE section 5; Karras et
+# The tree's denoisers follow the autoguidance paper's toy recipe (Karras et
 # al. 2024): regression onto the exact denoiser of the tree at the noisy point ("exact" loss),
 # ln sigma ~ N(-2.3, 1.5^2), batch 4096, Adam betas (0.9, 0.99), lr 1e-2 / sqrt(max(step/512, 1)),
 # power-function EMA of relative std 0.010. Main: class A alone, width 64, 4096 steps; guide:

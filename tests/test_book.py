@@ -109,3 +109,13 @@ def test_every_figure_is_readable_at_the_books_column_width():
             assert w <= plots.MAX_WIDTH_IN, f"{path.name}: a figure {w} in wide is shrunk below readable size; use <= {plots.MAX_WIDTH_IN} in (fewer panels per row)"
         for kind, size in re.findall(r"(fontsize|labelsize)=(\d+(?:\.\d+)?)", text):
             assert float(size) >= plots.MIN_FONT_PT, f"{path.name}: {kind}={size} is below {plots.MIN_FONT_PT} pt"
+
+
+def test_the_repository_cites_papers_not_the_shared_reference_file():
+    """REFERENCE.md lies beside the repository, not in it: no reader has it. The package, the
+    lessons, the README, the benchmarks and the tests cite papers (or lessons) instead."""
+    files = [p for pattern in ("course/**/*.py", "notebooks/*.md", "benchmarks/*.py", "scripts/*.py", "tests/*.py", "*.md")
+             for p in ROOT.glob(pattern)]
+    offenders = [f"{p.relative_to(ROOT)}:{i + 1}" for p in files if p.name != "test_book.py"
+                 for i, line in enumerate(p.read_text().splitlines()) if re.search(r"REFERENCE(\.md| section)", line)]
+    assert not offenders, f"cite the paper or the lesson instead of the shared REFERENCE file: {offenders}"

@@ -149,3 +149,28 @@ def test_seed_lists_and_batches():
     labels, gens = generate.make_labels_and_generators([11, 12])
     again, _ = generate.make_labels_and_generators([12])
     assert labels[1] == again[0]  # a seed's label does not depend on its batch
+
+
+def test_generate_refuses_bad_input_in_one_line_and_leaves_no_folder(tmp_path, capsys):
+    from course import generate
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    bad_record = tmp_path / "bad_record"
+    bad_record.mkdir()
+    (bad_record / "run.json").write_text('{"config": [1, 2]}')
+    cases = [(["--device", "foo"], "--device must be cpu, cuda or cuda:N"), (["--device", "meta"], "--device must be"),
+             (["--seeds", "123456789012345678901"], "largest seed"), (["--w", "nan"], "--w must be a finite number"),
+             (["--w", "inf"], "--w must be a finite number"), (["--timeout", "nan"], "--timeout must be"),
+             (["--timeout", "-1"], "--timeout must be"), (["--steps", "0"], "--steps must be"),
+             (["--n", "3", "--seeds", "0-2"], "not both"), (["--fid-ref", "x.npz"], "needs both")]
+    for extra, why in cases:
+        out = tmp_path / "never"
+        assert generate.main(["adm-icg", "--tiny", "--out", str(out), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1 and "Traceback" not in err, (extra, err)
+        assert not out.exists(), extra
+    assert generate.main(["adm-icg", "--tiny", "--out", str(a_file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert generate.main(["adm-icg", "--tiny", "--out", str(bad_record)]) == 2
+    assert "run.json is unreadable" in capsys.readouterr().err

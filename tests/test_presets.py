@@ -11,7 +11,7 @@ from course import conversions as cv
 from course.imagenet import guided_diffusion as gd
 from course.imagenet import presets
 
-# What EDM2's generate_images.py and guided-diffusion's README name (REFERENCE sections 2 and 5).
+# What EDM2's generate_images.py and guided-diffusion's README name (their READMEs and code).
 OFFICIAL = {
     "edm2-s-unguided": dict(files=["edm2-img64-s-1073741-0.075.pkl"], w=1.0, published={"FID": 1.58}, sampler="edm_heun"),
     "edm2-s-autoguidance-fid": dict(files=["edm2-img64-s-1073741-0.045.pkl", "edm2-img64-xs-0134217-0.110.pkl"], w=1.70,

@@ -139,6 +139,60 @@ def test_tree_follows_the_papers_published_recipe():
     assert only_a.num_components == 1016 and torch.allclose(only_a.means, gm.means[gm.labels == 0])
 
 
+def official_tree(seed=2, levels=7):
+    """The autoguidance paper's toy tree as its published code builds it, transcribed: the depth
+    check on entry, both children's angles drawn at every level (the deepest included)."""
+    import numpy as np
+
+    rnd = np.random.RandomState(seed)
+    origin, scale = np.array([0.0030, 0.0325]), np.array([1.3136, 1.3844])
+    comps = []
+
+    def recurse(cls, depth, pos, angle):
+        if depth >= levels:
+            return
+        d = np.array([np.cos(angle), np.sin(angle)])
+        dist = 0.292 * (0.8**depth) * (rnd.randn() * 0.2 + 1)
+        thick = 0.2 * (0.8**depth) / dist
+        size = scale * dist * 0.06
+        for t in np.linspace(0.07, 0.93, num=8):
+            cov = (np.outer(d, d) + (np.eye(2) - np.outer(d, d)) * thick**2) * np.outer(size, size)
+            comps.append((cls, dist * 0.5**depth, (pos + d * dist * t) * scale, cov))
+        for sign in [1, -1]:
+            recurse(cls, depth + 1, pos + d * dist, angle + sign * (0.7**depth) * (rnd.randn() * 0.2 + 1))
+
+    recurse(0, 0, origin, np.pi * 0.25)
+    recurse(1, 0, origin, np.pi * 1.25)
+    return comps
+
+
+def test_tree_equals_the_official_tree_component_for_component():
+    import numpy as np
+
+    from course import presets
+
+    gm, ref = presets.tree(), official_tree()
+    assert gm.num_components == len(ref) == 2032
+    assert gm.labels.tolist() == [c[0] for c in ref]
+    phi = np.array([c[1] for c in ref])
+    torch.testing.assert_close(gm.weights, torch.tensor(phi / phi.sum()), rtol=0, atol=1e-6)
+    torch.testing.assert_close(gm.means, torch.tensor(np.array([c[2] for c in ref])), rtol=0, atol=1e-6)
+    torch.testing.assert_close(gm.covs, torch.tensor(np.array([c[3] for c in ref])), rtol=0, atol=1e-6)
+    # a component deep in class B, by hand: B's root branch consumes one draw after the whole of A
+    # (127 branches x 1 + 254 child angles = 381 draws), then its first child's angle (one draw) and
+    # that child's length (one more): the first component of B's second branch, t = 0.07
+    r = np.random.RandomState(2)
+    r.randn(381)
+    dist0 = 0.292 * (r.randn() * 0.2 + 1)
+    u0 = np.array([np.cos(1.25 * np.pi), np.sin(1.25 * np.pi)])
+    angle1 = 1.25 * np.pi + 1 * (0.7**0) * (r.randn() * 0.2 + 1)
+    dist1 = 0.292 * 0.8 * (r.randn() * 0.2 + 1)
+    u1 = np.array([np.cos(angle1), np.sin(angle1)])
+    mean = (np.array([0.0030, 0.0325]) + u0 * dist0 + u1 * dist1 * 0.07) * np.array([1.3136, 1.3844])
+    second_branch_of_b = 1016 + 8  # B's components follow A's 1016; its root branch has 8
+    torch.testing.assert_close(gm.means[second_branch_of_b], torch.tensor(mean), rtol=0, atol=1e-12)
+
+
 def test_training_target_is_the_exact_denoiser_with_one_sigma_per_row():
     """The float32 fast path of the exact-target loss against the float64 denoiser, per row and per class."""
     from course import presets

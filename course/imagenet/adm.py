@@ -8,7 +8,7 @@ the released configuration, verified number by number against the official netwo
 * :class:`ADMClassifier` - the EncoderUNet: the same encoder and middle, then attention pooling
   to class logits; log p(y | x_t; t).
 * :class:`ADMDenoiser` / :class:`ADMClassifierOnSigma` - the same networks on the course's
-  sigma scale through the VP bridge (REFERENCE section 1; conversions module).
+  sigma scale through the VP bridge (:mod:`course.conversions`).
 
 Attention blocks are named like the official state dict (``input_blocks.5.1``, ``middle_block.1``,
 ``output_blocks.3.1``); identity attention makes a block's attention output its v.
@@ -305,7 +305,7 @@ class ADMDenoiser(cv.EpsDenoiser):
     D = x - sigma eps(x_t, t, y), eps = the first 3 of the 6 output channels.
 
     The model has no null class: y = None raises; for CFG-like guidance use independent condition
-    guidance (a random label as the "unconditional" branch, REFERENCE section 6)."""
+    guidance (a random label as the "unconditional" branch; Sadat et al. 2025, https://arxiv.org/abs/2407.02687)."""
 
     def __init__(self, unet: ADMUNet, betas=None):
         super().__init__(lambda x_t, t, y: self.unet(x_t, t, y)[:, :3],

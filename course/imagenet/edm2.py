@@ -214,7 +214,7 @@ class UNet(nn.Module):
 
 class EDM2Denoiser(nn.Module):
     """EDM preconditioning around the UNet: D = c_skip x + c_out F(c_in x, ln(sigma)/4, labels)
-    (REFERENCE section 1), plus the learned log-variance head used only in training.
+    (Karras et al. 2022, https://arxiv.org/abs/2206.00364, Table 1), plus the learned log-variance head used only in training.
 
     Constructor arguments are the official ``Precond`` ones (``img_resolution``, ``img_channels``,
     ``label_dim``, ``use_fp16``, ``sigma_data``, ``logvar_channels`` and the UNet's)."""

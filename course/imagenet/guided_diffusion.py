@@ -1,4 +1,4 @@
-"""guided-diffusion's own sampler (Dhariwal & Nichol 2021; REFERENCE section 2).
+"""guided-diffusion's own sampler (Dhariwal & Nichol 2021, https://arxiv.org/abs/2105.05233).
 
 The ADM 64x64 results, and guided-diffusion's README command for classifier sampling, use this
 sampler, not EDM's Heun: ancestral steps with the model's *learned* variances on a *respaced*

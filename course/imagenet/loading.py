@@ -24,7 +24,8 @@ from ..checkpoints import build_checked, check_state
 from .adm import ADMClassifier, ADMUNet
 from .edm2 import EDM2Denoiser
 
-# The released 64x64 ADM models (REFERENCE section 2), as constructor arguments.
+# The released 64x64 ADM models (guided-diffusion's README, https://github.com/openai/guided-diffusion),
+# as constructor arguments.
 ADM64_UNET = dict(image_size=64, model_channels=192, num_res_blocks=3, num_head_channels=64, attention_resolutions="32,16,8",
                   channel_mult=(1, 2, 3, 4), num_classes=1000, learn_sigma=True, out_channels=6, use_new_attention_order=True)
 ADM64_CLASSIFIER = dict(image_size=64, model_channels=128, num_res_blocks=4, num_head_channels=64, attention_resolutions="32,16,8",

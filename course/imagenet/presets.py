@@ -1,7 +1,8 @@
 """Guided generation at ImageNet-64 as plain data, and the one place that finds checkpoints.
 
 A preset names the checkpoint files, the guider and its scale, and the sampler settings
-(REFERENCE sections 2, 4, 5). :func:`build` turns one into a guided denoiser made of the toy
+(Dhariwal & Nichol 2021, https://arxiv.org/abs/2105.05233; Karras et al. 2024,
+https://arxiv.org/abs/2312.02696 and https://arxiv.org/abs/2406.02507; lesson 7). :func:`build` turns one into a guided denoiser made of the toy
 lessons' guiders, unchanged. Checkpoints are looked up in a folder given as an argument or by
 the environment variable ``COURSE_CHECKPOINTS``; nothing is ever downloaded.
 
@@ -19,8 +20,8 @@ from .adm import ADMClassifier, ADMClassifierOnSigma, ADMDenoiser, ADMUNet
 from .edm2 import EDM2Denoiser
 from .loading import load_adm_classifier, load_adm_unet, load_edm2_pickle
 
-# The released files, as EDM2's generate_images.py names them for each ImageNet-64 preset (REFERENCE
-# section 5): the EMA length (last number) differs between the FID and the FD_DINOv2 presets.
+# The released files, as EDM2's generate_images.py names them for each ImageNet-64 preset (EDM2's
+# release, https://github.com/NVlabs/edm2; lesson 7): the EMA length (last number) differs between the FID and the FD_DINOv2 presets.
 EDM2_S_UNGUIDED = "edm2-img64-s-1073741-0.075.pkl"  # unguided FID preset
 EDM2_S = "edm2-img64-s-1073741-0.045.pkl"  # autoguidance FID preset: main
 EDM2_XS_GUIDE = "edm2-img64-xs-0134217-0.110.pkl"  # autoguidance FID preset: guide (XS, 1/8 of the training)
