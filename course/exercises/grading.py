@@ -16,10 +16,14 @@ What the grader guarantees:
   and restored if the learner's code changed, added or removed any of them, and that exercise
   fails. So one learner's code cannot change the next learner's score.
 
-What it does not guarantee: a grader is not a sandbox. Learner code runs with your user's
-permissions: it can read your files, use the network, and a process that leaves its process
-group (``setsid``) outlives the kill. To grade untrusted code, run each learner's grading in its
-own container or throwaway account (README, "Grading many learners").
+* Isolation (:mod:`course.exercises.isolation`): where bubblewrap works (Linux), each child runs
+  in a sandbox - its own PID namespace (nothing it starts outlives the exercise, and it cannot
+  see or signal the grader), no network, the file system read-only except a private copy of the
+  learner's files. Elsewhere, process isolation only: the learner's code runs with your account's
+  permissions and a process that leaves its session can outlive the kill - fine for grading your
+  own work, not code you did not write. :func:`grade` returns which was used.
+* The grader's own imports never come from a folder a learner can write (``course.grade`` drops
+  the working directory from its import path).
 """
 import os
 import selectors
@@ -31,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import EXERCISES
+from . import EXERCISES, isolation
 from .wire import WireError, decode, dumps, encode, loads
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the installed course/ package
@@ -67,26 +71,38 @@ _SIGNALS = {"SIGXCPU": "the CPU-time limit", "SIGKILL": "a kill (memory?)", "SIG
 class Child:
     """One learner function in its own process; ``call(*args, **kwargs)`` runs it there."""
 
-    def __init__(self, path, lesson, name, timeout):
+    def __init__(self, path, lesson, name, timeout, mode=isolation.PROCESS):
         cpu, memory, fsize = limits(timeout)
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.output = tempfile.TemporaryFile()
+        self.workdir = self.proc = self.selector = None
         path = Path(path).resolve()
         python_path = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
+        cwd = path.parent
+        if mode == isolation.SANDBOX:  # the learner's files, copied into a private folder: its only writable place
+            self.workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
+            cwd = isolation.private_copy(path.parent, self.workdir.name)
+            path = cwd / path.name
         cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, name, str(cpu), str(memory), str(fsize)]
+        if mode == isolation.SANDBOX:
+            cmd = isolation.command(cmd, cwd)
         kwargs = dict(start_new_session=True) if os.name == "posix" else dict(creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
-                                     cwd=str(path.parent), env=env, **kwargs)
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
-        self.buffer = b""
-        first = self.read()
-        if "fatal" in first:
-            raise ChildFailed(str(first["fatal"]))
-        if first.get("ready") is not True:
-            raise ChildFailed("the exercise's process did not start properly")
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
+                                         cwd=str(cwd), env=env, **kwargs)
+            self.selector = selectors.DefaultSelector()
+            self.selector.register(self.proc.stdout, selectors.EVENT_READ)
+            self.buffer = b""
+            first = self.read()
+            if "fatal" in first:
+                raise ChildFailed(str(first["fatal"]))
+            if first.get("ready") is not True:
+                raise ChildFailed("the exercise's process did not start properly")
+        except BaseException:
+            self.close()  # a child that never became ready (slept at import, blocked on a FIFO) dies here
+            raise
 
     def _died(self):
         code = self.proc.wait(timeout=5)
@@ -155,20 +171,26 @@ class Child:
             raise ChildFailed("the exercise's process sent a message the grader does not know")
 
     def close(self):
-        try:
-            if os.name == "posix":
-                os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group: whatever the learner's code spawned
-            else:
-                self.proc.kill()
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        self.selector.close()
-        for stream in (self.proc.stdin, self.proc.stdout, self.output):
+        if self.proc is not None:
             try:
-                stream.close()
+                if os.name == "posix":
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group (in a sandbox: its PID namespace dies with it)
+                else:
+                    self.proc.kill()
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        if self.selector is not None:
+            self.selector.close()
+        for stream in (getattr(self.proc, "stdin", None), getattr(self.proc, "stdout", None), self.output):
+            try:
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
+        if self.workdir is not None:
+            self.workdir.cleanup()
+            self.workdir = None
 
 
 class Guard:
@@ -181,21 +203,27 @@ class Guard:
     def __init__(self, root=PACKAGE):
         self.root = root
         for ex in EXERCISES:  # import every check (and what it imports) from the pristine files
-            ex.check, ex.solution
+            ex.check
+            try:
+                ex.solution
+            except ModuleNotFoundError:
+                pass  # a course shipped without its reference solutions: the checks do not need them
         sys.dont_write_bytecode = True  # from here on, any new cache file is not ours
         self.files = self._read()
 
     def _read(self):
-        return {p: p.read_bytes() for p in self.root.rglob("*") if p.is_file()}
+        return {p: p.read_bytes() for p in self.root.rglob("*") if p.is_file() and not p.is_symlink()}
 
     def restore(self):
-        now = {p for p in self.root.rglob("*") if p.is_file()}
+        now = {p for p in self.root.rglob("*") if p.is_file() or p.is_symlink()}
         touched = []
         for p in now - set(self.files):
             p.unlink()
             touched.append(p)
         for p, data in self.files.items():
-            if p not in now or p.read_bytes() != data:
+            if p.is_symlink():  # a file swapped for a link, even to identical bytes, is a change
+                p.unlink()
+            if p not in now or p.is_symlink() or not p.exists() or p.read_bytes() != data:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 tmp = p.with_name(f".{p.name}.restore")
                 tmp.write_bytes(data)
@@ -204,11 +232,23 @@ class Guard:
         return [str(p.relative_to(self.root)) for p in touched if "__pycache__" not in p.parts]
 
 
-def grade_one(exercise, path, timeout=60.0, guard=None) -> Result:
+def check_timeout(timeout):
+    """``timeout`` as float seconds in (0, 3600], or a ValueError that says so."""
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"--timeout must be a number of seconds; got {timeout!r}") from None
+    if not (0 < value <= 3600):  # also false for NaN
+        raise ValueError(f"--timeout must be a number of seconds in (0, 3600]; got {timeout!r}")
+    return value
+
+
+def grade_one(exercise, path, timeout=60.0, guard=None, mode=isolation.PROCESS) -> Result:
     """Grade one exercise of the learner's file at ``path``: the check runs here, the function there."""
     child = None
+    timeout = check_timeout(timeout)
     try:
-        child = Child(path, exercise.lesson, exercise.name, timeout)
+        child = Child(path, exercise.lesson, exercise.name, timeout, mode)
         exercise.check(child.call)
         passed, message = True, ""
     except NotImplementedError as err:
@@ -231,14 +271,16 @@ def grade_one(exercise, path, timeout=60.0, guard=None) -> Result:
     return Result(exercise, passed, message)
 
 
-def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True):
+def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True, isolation_mode=isolation.PROCESS):
     """Grade every exercise (or those of ``lessons``) with the files ``folder/lessonNN.py``
     (or an explicit ``paths`` dict lesson -> file). Returns a list of :class:`Result`.
 
     ``guard=True`` (the command line's setting) restores the course's files after each exercise
     (:class:`Guard`). It restores *any* change made while an exercise runs, so do not edit the
     course package while grading runs; the test suite passes ``guard=False`` except where it
-    tests the guard itself."""
+    tests the guard itself. ``isolation_mode``: :data:`isolation.SANDBOX` or
+    :data:`isolation.PROCESS` (see :func:`course.exercises.isolation.choose`)."""
+    timeout = check_timeout(timeout)
     guard = Guard() if guard else None
     results = []
     for ex in EXERCISES:
@@ -248,7 +290,7 @@ def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True):
         if not path.exists():
             results.append(Result(ex, False, f"{path} does not exist (open lesson {ex.lesson[-2:]} once to create it)"))
             continue
-        results.append(grade_one(ex, path, timeout, guard))
+        results.append(grade_one(ex, path, timeout, guard, isolation_mode))
     return results
 
 
@@ -261,9 +303,10 @@ def _wrap(text, width):
     return out
 
 
-def table(results, width=100) -> str:
+def table(results, width=100, isolation_mode=None) -> str:
     """The score table: exercise, points, pass/fail, and each failure's message wrapped below its
-    row (so the "expected ... got ..." part is where the learner looks)."""
+    row (so the "expected ... got ..." part is where the learner looks); with ``isolation_mode``,
+    a last line saying how the learner's code was isolated."""
     rows = [("exercise", "points", "result")]
     for r in results:
         pts = f"{r.exercise.points if r.passed else 0}/{r.exercise.points}"
@@ -277,4 +320,6 @@ def table(results, width=100) -> str:
     got = sum(r.exercise.points for r in results if r.passed)
     total = sum(r.exercise.points for r in results)
     lines.append(f"\nscore: {got}/{total} points, {sum(r.passed for r in results)}/{len(results)} exercises passed")
+    if isolation_mode is not None:
+        lines.append(f"isolation of the learner's code: {isolation_mode}")
     return "\n".join(lines)

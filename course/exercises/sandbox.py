@@ -28,7 +28,8 @@ def address_space():
 
 
 def set_limits(cpu_seconds=None, memory_bytes=None, file_bytes=None, core_dumps=True):
-    """rlimits for this process and its children (POSIX; elsewhere only the grader's wall-clock limit applies).
+    """Hard rlimits for this process and its children (POSIX; elsewhere only the grader's wall-clock
+    limit applies): once set, the learner's code can lower them but never raise them.
     ``memory_bytes`` is added to the address space already mapped (torch's libraries, which are
     large in CUDA builds), so the budget is what the learner's code may allocate."""
     try:
@@ -44,7 +45,10 @@ def set_limits(cpu_seconds=None, memory_bytes=None, file_bytes=None, core_dumps=
         try:
             hard = resource.getrlimit(limit)[1]
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(limit, (value, hard))
+            # hard limits, so that the learner's code cannot raise them again; the CPU's hard limit
+            # one second above the soft one, so that SIGXCPU (a clear message) comes before SIGKILL
+            ceiling = value + 1 if name == "RLIMIT_CPU" and (hard == resource.RLIM_INFINITY or value + 1 <= hard) else value
+            resource.setrlimit(limit, (value, ceiling))
         except (ValueError, OSError):
             pass  # not settable here (e.g. RLIMIT_AS on macOS): the wall-clock limit still applies
 

@@ -25,3 +25,7 @@ def check_sample_mixture(fn):
     again = fn(weights, means, stds, 100, generator=torch.Generator().manual_seed(1))
     again2 = fn(weights, means, stds, 100, generator=torch.Generator().manual_seed(1))
     expect(torch.equal(again, again2), "sample_mixture(..., generator=torch.Generator().manual_seed(1)) gave different points on two calls: pass `generator` to every random function")
+    other = fn(weights, means, stds, 100, generator=torch.Generator().manual_seed(2))
+    expect(not torch.equal(again, other), "sample_mixture(..., generator=torch.Generator().manual_seed(1)) and (..., manual_seed(2)) "
+           "gave the same points: your code ignores `generator` (seeding torch's global generator instead?); pass it to "
+           "every random function")

@@ -23,3 +23,8 @@ def check_mask_logits(fn):
     a = fn(logits, 0.5, torch.Generator().manual_seed(3))
     b = fn(logits, 0.5, torch.Generator().manual_seed(3))
     expect(torch.equal(torch.isinf(a), torch.isinf(b)), "two calls with generators seeded alike gave different masks: pass `generator` to torch.rand")
+    c = fn(logits, 0.5, torch.Generator().manual_seed(4))
+    both = (torch.isinf(a) & torch.isinf(c)).double().mean().item()  # independent random masks overlap in ratio^2 of entries
+    expect(abs(both - 0.25) < 0.05, "mask_logits(logits, 0.5, ...) with generators seeded 3 and 4: the two masks share "
+           f"{100 * both:.1f}% of the entries; independent random masks of half the entries share about 25%. "
+           "The mask must be drawn at random (torch.rand with `generator`), not a fixed pattern")
