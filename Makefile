@@ -38,7 +38,9 @@ test: $(VENV)/.installed-test
 BOOK_FLAGS := --warningiserror --nitpick --keep-going
 FINGERPRINT = $(PY) -c "import hashlib, pathlib; h = hashlib.sha256(); [h.update(str(p).encode() + p.read_bytes()) for p in sorted(pathlib.Path('course').rglob('*.py')) + sorted(pathlib.Path('data').glob('*'))]; print(h.hexdigest())"
 
-ifneq ($(filter 1 true yes on,$(COURSE_FAST)),)
+# read as course.settings.fast_mode reads it: 1/true/yes/on, any case, spaces ignored
+FAST_MODE := $(filter 1 true yes on,$(shell printf '%s' '$(COURSE_FAST)' | tr '[:upper:]' '[:lower:]' | tr -d '[:space:]'))
+ifneq ($(FAST_MODE),)
 book: book-fast
 else
 book: $(VENV)/.installed-book

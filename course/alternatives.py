@@ -68,10 +68,12 @@ class APG:
 
     def __init__(self, D, w, eta=0.0, r=math.inf, beta=0.0, project=None):
         _check_w(w)
-        if not r > 0:
+        if not r > 0:  # also false for NaN
             raise ValueError(f"the norm threshold r must be > 0 (inf: none); got {r}")
-        if beta > 0:
+        if not beta <= 0:
             raise ValueError(f"APG's momentum beta must be <= 0 (the paper's is negative, e.g. -0.5); got {beta}")
+        if not math.isfinite(eta):
+            raise ValueError(f"APG's eta (the weight of the parallel part) must be finite; got {eta}")
         self.D, self.w, self.eta, self.r, self.beta = D, w, eta, r, beta
         self.project = apg_project if project is None else project
         self.reset()
@@ -133,6 +135,9 @@ class CFGZeroStar:
         self.scale_fn = cfg_zero_scale if scale_fn is None else scale_fn
 
     def __call__(self, x, sigma, y=None):
+        if (torch.as_tensor(sigma) <= 0).any():
+            raise ValueError("CFG-Zero* works on the velocity (x - D) / sigma - D, which needs sigma > 0; "
+                             "samplers never call a denoiser at sigma = 0")
         D_c, D_u = conditional_pair(self.D, x, sigma, y)
         v_c, v_u = flow_velocity_from_x0(x, D_c, sigma), flow_velocity_from_x0(x, D_u, sigma)
         s_star = self.scale_fn(v_c, v_u).reshape(-1, *([1] * (x.ndim - 1)))
@@ -157,6 +162,9 @@ class TCFG:
         D_c, D_u = conditional_pair(self.D, x, sigma, y)
         sig2 = expand_sigma(sigma, x) ** 2
         s_c, s_u = (D_c - x) / sig2, (D_u - x) / sig2
+        if not (torch.isfinite(s_c).all() and torch.isfinite(s_u).all()):
+            raise FloatingPointError("TCFG: the scores are NaN or infinite (sigma = 0, or a NaN from the denoiser), "
+                                     "so their singular vectors are undefined")
         M = torch.stack([s_c.flatten(1), s_u.flatten(1)], 1)  # [N, 2, n]
         _, _, Vh = torch.linalg.svd(M, full_matrices=False)
         v1 = Vh[:, 0]  # [N, n]
@@ -238,6 +246,8 @@ class MamboG:
 
     def __init__(self, D, w, alpha=8.0):
         _check_w(w)
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(f"MAMBO-G's alpha must be a finite number >= 0 (0: CFG); got {alpha}")
         self.D, self.w, self.alpha = D, w, alpha
 
     def effective_w(self, D_c, D_u, sigma, x):

@@ -51,15 +51,37 @@ def _fmt(value):
     return repr(value)
 
 
+def _has_nan(value):
+    """True if ``value`` (a number, tensor, or list / tuple / dict of them) contains a NaN."""
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return bool(torch.isnan(value).any()) if value.is_floating_point() else False
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    return False
+
+
 def claim(condition, text, **numbers):
     """Check that ``condition`` (computed from the lesson's numbers) holds for the sentence ``text``.
+    A claim whose ``numbers`` contain a NaN fails whatever ``condition`` says.
 
     Returns a :class:`Verdict`, true when it holds. When it does not: raises :class:`ClaimFailed`
     naming the sentence and ``numbers``, or, in fast mode, prints that the claim was not checked
     and returns a false Verdict."""
-    if bool(condition):
+    nan = [k for k, v in numbers.items() if _has_nan(v)]
+    if bool(condition) and not nan:
         return Verdict(True)
     detail = ", ".join(f"{k} = {_fmt(v)}" for k, v in numbers.items())
+    if nan:  # a comparison with NaN can come out either way (max([1e-9, nan]) < 1e-6 holds): never a pass
+        detail = f"{', '.join(nan)} contain(s) NaN; " + detail
     if fast_mode():
         print(f"(fast mode: the claim {text!r} does not hold for these tiny-training numbers; not checked)")
         return Verdict(False)

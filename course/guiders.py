@@ -100,15 +100,23 @@ def input_generator(x, sigma, seed=0):
 
 
 def _batch(sigma, n, x):
-    """sigma as a [n] tensor."""
-    return torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(n).reshape(n)
+    """sigma as a [n] tensor; a NaN, infinite or negative noise level is an error."""
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if not torch.isfinite(s).all() or (s < 0).any():
+        raise ValueError(f"sigma must be finite and >= 0; got {s.reshape(-1)[:4].tolist()}")
+    if s.numel() not in (1, n):
+        raise ValueError(f"sigma must be one number or one per row ([{n}]); got shape {list(s.shape)}")
+    return s.expand(n).reshape(n) if s.numel() == 1 else s.reshape(n)
 
 
 def _labels(y, n, device):
-    """Labels as an [n] long tensor (None -> all NULL)."""
+    """Labels as an [n] long tensor (None -> all NULL); one label, or one per row."""
     if y is None:
         return torch.full((n,), NULL, dtype=torch.long, device=device)
-    return as_labels(y).to(device).reshape(-1).expand(n)
+    y = as_labels(y).to(device).reshape(-1)
+    if y.numel() not in (1, n):
+        raise ValueError(f"{y.numel()} labels for a batch of {n}: pass one label, or one per row of x")
+    return y.expand(n)
 
 
 def _check_w(w):
@@ -116,6 +124,16 @@ def _check_w(w):
         w_t = torch.as_tensor(w, dtype=torch.float64)
         if not torch.isfinite(w_t).all():
             raise ValueError(f"guidance scale w must be finite; got {w}")
+
+
+def check_parts(x, **parts):
+    """Each part (a denoiser's output) must be a tensor of x's shape: a guider combines predictions
+    row by row, and a part with one row for a batch of four would otherwise be broadcast silently."""
+    for name, part in parts.items():
+        if not isinstance(part, torch.Tensor) or part.shape != x.shape:
+            got = list(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+            raise ValueError(f"{name} returned {got} for x of shape {list(x.shape)}: every denoiser a guider combines "
+                             "must return one prediction per row of x, of x's shape (no broadcasting is done)")
 
 
 def conditional_pair(D, x, sigma, y):
@@ -127,6 +145,7 @@ def conditional_pair(D, x, sigma, y):
     y = _labels(y, n, x.device)
     s = _batch(sigma, n, x)
     both = D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, torch.full_like(y, NULL)]))
+    check_parts(torch.cat([x, x]), **{"the denoiser (both branches in one call)": both})
     return both[:n], both[n:]
 
 
@@ -148,6 +167,7 @@ class CFG:
         else:
             y = _labels(y, x.shape[0], x.device)
             D_c, D_u = self.D(x, sigma, y), self.D(x, sigma, torch.full_like(y, NULL))
+            check_parts(x, **{"the conditional branch": D_c, "the unconditional branch": D_u})
         return D_u + _scale(self.w, sigma, x) * (D_c - D_u)
 
 
@@ -180,9 +200,11 @@ class IndependentConditionGuidance:
         if self.batched:
             s = _batch(sigma, n, x)
             both = self.D(torch.cat([x, x]), torch.cat([s, s]), torch.cat([y, r]))
+            check_parts(torch.cat([x, x]), **{"the denoiser (both branches in one call)": both})
             D_c, D_r = both[:n], both[n:]
         else:
             D_c, D_r = self.D(x, sigma, y), self.D(x, sigma, r)
+            check_parts(x, **{"the conditional branch": D_c, "the random-label branch": D_r})
         return D_r + _scale(self.w, sigma, x) * (D_c - D_r)
 
 
@@ -198,6 +220,7 @@ class Autoguidance:
     def __call__(self, x, sigma, y=None):
         D_1 = self.D_main(x, sigma, y)
         D_0 = self.D_guide(x, sigma, y)
+        check_parts(x, **{"the main model": D_1, "the guide": D_0})
         return D_0 + _scale(self.w, sigma, x) * (D_1 - D_0)
 
 
@@ -228,7 +251,12 @@ class ClassifierGuidance:
             raise ValueError("classifier guidance needs the labels y to guide toward; got y=None")
         y = _labels(y, x.shape[0], x.device)
         D = self.D(x, sigma, y if self.conditional else None)
-        return D + _scale(self.w, sigma, x) * expand_sigma(sigma, x) ** 2 * self.classifier_grad(x, sigma, y)
+        grad = self.classifier_grad(x, sigma, y)
+        check_parts(x, **{"the denoiser": D, "the classifier's gradient": grad})
+        if not torch.isfinite(grad).all():
+            raise FloatingPointError(f"the classifier's gradient is NaN or infinite at sigma = "
+                                     f"{torch.as_tensor(sigma).reshape(-1)[:4].tolist()}: check the classifier (NaN weights?)")
+        return D + _scale(self.w, sigma, x) * expand_sigma(sigma, x) ** 2 * grad
 
 
 class PAG:
@@ -273,6 +301,7 @@ class PAG:
             outs = [self.D(x, sigma, v) for v in ys]
             with self._perturbed(None, x, sigma):
                 outs.append(self.D(x, sigma, ys[0]))
+        check_parts(x, **{f"branch {i} of the denoiser": o for i, o in enumerate(outs)})
         D_c, D_ptb = outs[0], outs[-1]
         w = _scale(self.w, sigma, x)
         if self.cfg is None:

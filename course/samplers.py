@@ -291,6 +291,8 @@ def ddim(D, x_T, abar, y=None, *, steps=50, eta=0.0, generator=None, trajectory=
     eta = 0 is deterministic (it is Euler's method in the VE variable). ``x_T`` ~ N(0, I).
     """
     abar = _check_table(abar, "abar")
+    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta >= 0):
+        raise ValueError(f"eta must be a finite number >= 0 (0: deterministic DDIM, 1: DDPM-like); got {eta!r}")
     if (abar[1:] > abar[:-1]).any():
         raise ValueError("abar must not increase with t (abar_t = prod of (1 - beta_s)); got an increasing table")
     if int(steps) != steps or not 1 <= steps <= len(abar):
@@ -315,12 +317,13 @@ def sample(D, n, dim, y=None, *, steps=32, sigma_max=80.0, sigma_min=0.002, rho=
            trajectory=False, progress=False, dtype=torch.float32):
     """Convenience: n samples of shape [n, *dim] with :func:`edm_heun` from seeded noise.
     ``dim`` is an int (vectors) or a shape tuple (images); ``y`` a label, [n] labels or None."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a whole number >= 1; got {n!r}")
+    n = int(n)
     shape = (n, dim) if isinstance(dim, int) else (n, *dim)
     g = torch.Generator().manual_seed(seed)
     sigmas = edm_sigmas(steps, sigma_min, sigma_max, rho)
     x = torch.randn(shape, generator=g, dtype=dtype) * sigmas[0].item()
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a whole number >= 1; got {n}")
     if y is not None:
         y = cv.as_labels(y).reshape(-1)
         if y.numel() == 1:

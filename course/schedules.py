@@ -44,6 +44,8 @@ def steps_fraction(sigmas, start, stop):
 
 def zero_init(sigmas, fraction=0.04):
     """A mask that is 0 on the first ``fraction`` of the steps of ``sigmas`` (at least one step) and 1 after."""
+    if not 0 <= fraction < 1:  # also false for NaN
+        raise ValueError(f"zero_init's fraction is a share of the steps in [0, 1); got {fraction}")
     sig = torch.as_tensor(sigmas, dtype=torch.float64)
     k = max(1, int(round(fraction * (len(sig) - 1))))
     below = sig[k].item()

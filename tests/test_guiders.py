@@ -144,3 +144,52 @@ def test_icg_uses_random_labels_as_the_unconditional_branch():
     torch.testing.assert_close(out, (rand + 2.0 * (Y - rand)).double().reshape(-1, 1).expand_as(X))
     batched = guiders.IndependentConditionGuidance(D, 2.0, num_classes=1000, seed=0)(X, 0.5, Y)
     torch.testing.assert_close(batched, out)  # the same random labels, one call
+
+
+def test_guiders_refuse_a_part_that_would_be_broadcast():
+    import pytest
+
+    x = torch.randn(4, 2)
+    main = lambda x_, s, y=None: x_ * 0.5  # noqa: E731
+    one_row = lambda x_, s, y=None: x_[:1] * 0.1  # noqa: E731 - one prediction for a batch of four
+    with pytest.raises(ValueError, match=r"the guide returned \[1, 2\] for x of shape \[4, 2\]"):
+        guiders.Autoguidance(main, one_row, 2.0)(x, 0.5, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="no broadcasting"):
+        guiders.CFG(lambda x_, s, y=None: x_[:1], 2.0)(x, 0.5, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="no broadcasting"):
+        guiders.CFG(lambda x_, s, y=None: x_[:1], 2.0, batched=False)(x, 0.5, torch.zeros(4, dtype=torch.long))
+
+
+def test_guiders_and_samplers_refuse_bad_numbers_with_a_clear_error():
+    import math
+
+    import pytest
+
+    from course import alternatives as alt
+    from course import samplers, schedules
+
+    x, y = torch.randn(4, 2), torch.zeros(4, dtype=torch.long)
+    D = lambda x_, s, y_=None: 0.5 * x_  # noqa: E731
+    for bad_sigma in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(ValueError, match="sigma must be finite and >= 0"):
+            guiders.CFG(D, 2.0)(x, bad_sigma, y)
+    with pytest.raises(ValueError, match="3 labels for a batch of 4"):
+        guiders.CFG(D, 2.0)(x, 0.5, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs sigma > 0"):
+        alt.CFGZeroStar(D, 2.0)(x, 0.0, y)
+    for kwargs, what in ((dict(r=math.nan), "norm threshold"), (dict(beta=math.nan), "beta"), (dict(eta=math.nan), "eta")):
+        with pytest.raises(ValueError, match=what):
+            alt.APG(D, 2.0, **kwargs)
+    with pytest.raises(ValueError, match="alpha"):
+        alt.MamboG(D, 2.0, alpha=math.nan)
+    with pytest.raises(FloatingPointError, match="TCFG"):
+        alt.TCFG(lambda x_, s, y_=None: x_ * math.nan, 2.0)(x, 0.5, y)
+    nan_classifier = lambda x_, s, y_: (x_ * math.nan).sum(1)  # noqa: E731
+    with pytest.raises(FloatingPointError, match="classifier's gradient is NaN"):
+        guiders.ClassifierGuidance(D, nan_classifier, 2.0)(x, 0.5, y)
+    with pytest.raises(ValueError, match="fraction"):
+        schedules.zero_init(samplers.edm_sigmas(8), fraction=2)
+    with pytest.raises(ValueError, match="n must be a whole number"):
+        samplers.sample(D, -1, 2)
+    with pytest.raises(ValueError, match="eta must be"):
+        samplers.ddim(D, x, torch.linspace(0.99, 0.01, 100, dtype=torch.float64), eta=math.nan)
