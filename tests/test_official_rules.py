@@ -11,13 +11,8 @@ from course.imagenet import guided_diffusion, loading, presets
 from course.imagenet.adm import ADMClassifier, ADMUNet
 from course.imagenet.edm2 import EDM2Denoiser
 from edm2_format import NEVER_RUN_SOURCE, write_edm2_pickle
+from test_imagenet import TINY_ADM, TINY_CLF, TINY_EDM2  # the tiny configurations of the ImageNet tests
 
-TINY_EDM2 = dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=16, channel_mult=[1, 2], num_blocks=1,
-                 attn_resolutions=[8], channels_per_head=16)
-TINY_ADM = dict(image_size=16, model_channels=32, num_res_blocks=1, num_head_channels=32, attention_resolutions="8",
-                channel_mult=(1, 2), num_classes=10)
-TINY_CLF = dict(image_size=16, model_channels=32, num_res_blocks=1, num_head_channels=32, attention_resolutions="8",
-                channel_mult=(1, 2), out_channels=10)
 
 
 # --- 1. the guidance interval, per step -------------------------------------------------------------------
