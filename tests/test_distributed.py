@@ -174,3 +174,20 @@ def test_generate_refuses_bad_input_in_one_line_and_leaves_no_folder(tmp_path, c
     assert "is a file, not a folder" in capsys.readouterr().err
     assert generate.main(["adm-icg", "--tiny", "--out", str(bad_record)]) == 2
     assert "run.json is unreadable" in capsys.readouterr().err
+
+
+def test_each_image_of_the_ancestral_sampler_depends_on_its_own_generator():
+    """guided-diffusion's sampler draws fresh noise at every step: with one generator per row, an
+    image is the same alone or in a batch (up to the batch's float arithmetic)."""
+    from course.imagenet import presets
+
+    D, _ = presets.build("adm-cg", tiny=True)
+    labels = torch.tensor([3, 7])
+    with torch.no_grad():
+        pair = presets.sample("adm-cg", D, labels, [torch.Generator().manual_seed(s) for s in (11, 12)], steps=3)
+        alone = presets.sample("adm-cg", D, labels[1:], [torch.Generator().manual_seed(12)], steps=3)
+    gap = (pair[1:] - alone).abs()
+    # the batch's float arithmetic (amplified over the steps) moves a few pixels by < 0.05; another
+    # row's noise would move every pixel by order 1, as the other seed's image shows
+    assert (gap < 1e-3).double().mean() > 0.99 and gap.max() < 0.05, (gap.max(), (gap < 1e-3).double().mean())
+    assert ((pair[0] - pair[1]).abs() > 0.1).double().mean() > 0.5
