@@ -234,3 +234,18 @@ def test_grading_works_without_the_reference_solutions(tmp_path, monkeypatch):
     (tmp_path / "lesson03.py").write_text(LESSON03)
     results = grading.grade(tmp_path, ["lesson03"], guard=True)
     assert results and all(r.passed for r in results), [r.message for r in results]
+
+
+@needs_bwrap
+def test_the_sandbox_sees_the_course_and_python_wherever_they_live(tmp_path):
+    """The course, its Python and the learner's copy may all live under /tmp (a CI clone does):
+    the sandbox must hide none of them, and writes only into the private folder (also TMPDIR)."""
+    work = tmp_path / "private"
+    work.mkdir()
+    probe = ("import course, os, tempfile; print(tempfile.gettempdir());"
+             "open(os.path.join(tempfile.gettempdir(), 'ok'), 'w').write('1');"
+             f"open({str(tmp_path / 'outside')!r}, 'w')")
+    out = subprocess.run(isolation.command([sys.executable, "-c", probe], work), capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(grading.PACKAGE.parent)})
+    assert str(work) in out.stdout and (work / "ok").exists(), out.stdout + out.stderr
+    assert "Read-only file system" in out.stderr and not (tmp_path / "outside").exists(), out.stderr

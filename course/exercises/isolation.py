@@ -9,9 +9,9 @@ runs inside one:
   process the learner's code starts - forked, double-forked, ``setsid``-ed - dies with it, and the
   grader's own process is not visible to it (no signals to the grader, no ``/proc/<pid>/fd``);
 * no network (a new network namespace, with only its own loopback), a new session (no terminal);
-* the whole file system read-only (the course, the system, every other learner's files), a fresh
-  ``/tmp``, and one writable folder: a private copy of this learner's files, thrown away after
-  the exercise;
+* the whole file system read-only (the course, the system, every other learner's files) and one
+  writable folder: a private copy of this learner's files, thrown away after the exercise (also
+  its HOME and TMPDIR);
 * the hard rlimits the child sets before it imports the learner's file (CPU time, memory, size of
   files written), which the learner's code cannot raise again.
 
@@ -87,10 +87,11 @@ def command(cmd, workdir):
     """``cmd`` wrapped in a bubblewrap sandbox whose only writable folder is ``workdir`` (also its
     working directory and HOME)."""
     workdir = str(Path(workdir).resolve())
+    # No tmpfs over /tmp: the course or its Python may live there (a CI clone); temporary files go
+    # to the private folder instead (TMPDIR).
     return [bwrap(), *_namespace_args(),
             "--ro-bind", "/", "/",              # everything read-only: the course, the system, other learners
             "--dev", "/dev", "--proc", "/proc",  # a minimal /dev; the new PID namespace's own /proc
-            "--tmpfs", "/tmp",                   # a private, empty /tmp
             "--bind", workdir, workdir,          # the learner's private copy: the one writable folder
-            "--chdir", workdir, "--setenv", "HOME", workdir,
+            "--chdir", workdir, "--setenv", "HOME", workdir, "--setenv", "TMPDIR", workdir,
             "--", *cmd]
