@@ -61,11 +61,6 @@ class DistributedError(RuntimeError):
     """The process group could not form, or a rank stopped answering."""
 
 
-def to_uint8(x, family="edm2"):
-    """[-1, 1] images -> uint8 pixels as the family's official code saves them (presets.to_uint8)."""
-    return presets.to_uint8(x, family)
-
-
 def save_grid(path, images_uint8, nrow=8):
     """A grid PNG of uint8 images [N, 3, H, W]."""
     import matplotlib
@@ -340,7 +335,7 @@ def _generate(group, preset, out, seeds, batch, w, checkpoints, tiny, device, au
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast and device.startswith("cuda")):
                 x = presets.sample(preset, D, labels.to(device), gens, device, progress=progress and rank == 0, steps=steps)
             path = batch_path(out, k)
-            record = dict(images=to_uint8(x.float(), family).cpu(), labels=labels, seeds=torch.tensor(batch_seeds, dtype=torch.int64))
+            record = dict(images=presets.to_uint8(x.float(), family).cpu(), labels=labels, seeds=torch.tensor(batch_seeds, dtype=torch.int64))
             atomic_write(path, lambda tmp: save_file(record, tmp))
             digest = _sha256(path)
             atomic_write(path.with_suffix(".safetensors.sha256"), lambda tmp: Path(tmp).write_text(digest + "\n"))

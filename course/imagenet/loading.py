@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import build_checked, check_state
+from ..checkpoints import build_checked
 from .adm import ADMClassifier, ADMUNet
 from .edm2 import EDM2Denoiser
 
@@ -71,18 +71,8 @@ def _load_into(cls, config, path, what):
     """cls(**config) with the weights of a guided-diffusion .pt, in float32 (the released weights
     are fp16; guided-diffusion loads them into a float32 model and, with --use_fp16, converts the
     torso back: :meth:`~course.imagenet.adm.ADMUNet.convert_to_fp16`)."""
-    state = load_state_dict_pt(path, what)
-    check_state(state, _meta_state(cls, config, path), path)
-    state = {k: v.float() for k, v in state.items()}
-    return build_checked(cls, config, state, path, assign=True).eval()
-
-
-def _meta_state(cls, config, path):
-    try:
-        with torch.device("meta"):
-            return cls(**config).state_dict()
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the configuration {config} does not build a {cls.__name__} ({err})") from None
+    state = load_state_dict_pt(path, what)  # checked as stored (dtypes, shapes, finite), then converted once
+    return build_checked(cls, config, state, path, assign=True).float().eval()
 
 
 def load_adm_unet(path, **config):
