@@ -118,20 +118,67 @@ def check_state(state, expected, path="checkpoint"):
             raise ValueError(f"{path}: {k} contains NaN or inf; the checkpoint is damaged (or training diverged)")
 
 
+# Bounds on a configuration, checked before anything is built or looped over: a file may ask for
+# a billion blocks or a million resolution levels, and even a shapes-only build would hang on it.
+_MAX_REPEATS = 64  # blocks per level, layers, heads (the course's models use at most 8, the released ones 3-4)
+_MAX_ENTRIES = 16  # entries of a list such as channel_mult (the released ones have 4)
+_MAX_INT = 2**16  # widths, classes, resolutions, timesteps
+_REPEAT_KEYS = ("depth", "num_blocks", "num_res_blocks", "heads", "num_heads")
+_MAY_BE_MINUS_ONE = ("num_head_channels",)  # guided-diffusion's "not set" value
+
+
+def check_config(config, path="checkpoint"):
+    """Refuse a configuration that no course model has: a count above 64, a negative or huge width,
+    a list longer than 16 entries, a NaN - before the model is built (a shapes-only build still
+    loops over every block it asks for). Raises ValueError naming the entry."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the model configuration is a {type(config).__name__}, expected a mapping")
+
+    def check(key, value, nested=0):
+        where = f"{path}: configuration entry {key!r}"
+        if isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, int):
+            top = _MAX_REPEATS if key in _REPEAT_KEYS else _MAX_INT
+            low = -1 if key in _MAY_BE_MINUS_ONE else 0
+            if not low <= value <= top:
+                raise ValueError(f"{where} is {value}; it must lie in {low}..{top} (no course model is built with more). "
+                                 "The file is damaged or was not written for this course.")
+        elif isinstance(value, float):
+            if not (abs(value) <= _MAX_INT):  # False for NaN
+                raise ValueError(f"{where} is {value}; expected a finite number of at most {_MAX_INT} in size")
+        elif isinstance(value, str):
+            if len(value) > 256:
+                raise ValueError(f"{where} is a string of {len(value)} characters; expected at most 256")
+        elif isinstance(value, (list, tuple)):
+            if len(value) > _MAX_ENTRIES or nested > 2:
+                raise ValueError(f"{where} has {len(value)} entries (nested {nested} deep); expected at most {_MAX_ENTRIES}, "
+                                 "as in channel_mult=(1, 2, 3, 4)")
+            for v in value:
+                check(key, v, nested + 1)
+        else:
+            raise ValueError(f"{where} is a {type(value).__name__}; a configuration holds numbers, strings and lists")
+
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{path}: configuration key {key!r} is not a name")
+        check(key, value)
+
+
 def build_checked(cls, config, state, path="checkpoint", assign=False):
     """``cls(**config)``, built only after its parameter shapes are checked against ``state``.
 
-    The model is first built on PyTorch's "meta" device (shapes, no memory), so a config that
-    asks for a huge network fails on the shape check instead of allocating it. With
+    The config is first bounded (:func:`check_config`), then the model is built on PyTorch's
+    "meta" device (shapes, no memory), so a config that asks for a huge network fails on the
+    shape check instead of allocating it. With
     ``assign=True`` that meta model is the result: ``state``'s tensors become its parameters
     and buffers as they are (dtype included, no copy), and no random initialisation is paid for;
     buffers the state does not hold (non-persistent ones) are made again on the CPU."""
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: the model configuration is a {type(config).__name__}, expected a mapping")
+    check_config(config, path)
     try:
         with torch.device("meta"):
             shell = cls(**config)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, NotImplementedError) as err:  # e.g. a negative width
         raise ValueError(f"{path}: the configuration {config} does not build a {cls.__name__} ({err})") from None
     check_state(state, shell.state_dict(), path)
     if not assign:

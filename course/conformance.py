@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from . import conversions as cv
 from .attention import perturb_attention
 from .imagenet.adm import ADMClassifier, ADMUNet
-from .checkpoints import check_state
+from .checkpoints import build_checked
 from .imagenet.loading import load_edm2_safetensors
 
 
@@ -105,7 +105,10 @@ def check_edm2(case, folder):
             with perturb_attention(model, model.attention_blocks()):
                 out["D_pag_all"] = relative_error(model(x, sigma, labels), io["D_pag_all"])
         single = spec.get("pag_single_block")
-        key = f"D_pag_{single.split('.', 1)[1].replace('.', '_')}" if single else None
+        if single is not None and single not in model.attention_blocks():
+            raise CaseError(f"{folder / f'{case}.json'}: 'pag_single_block' is {single!r}; it must name one of the network's "
+                            f"attention blocks {model.attention_blocks()}")
+        key = f"D_pag_{single.split('.', 1)[-1].replace('.', '_')}" if single else None
         if key in io:
             with perturb_attention(model, [single]):
                 out[key] = relative_error(model(x, sigma, labels), io[key])
@@ -116,14 +119,11 @@ def _load_adm(cls, constructor, path):
     """An ADM network from a constructor dict and a state dict file: same keys, shapes, finite."""
     if not isinstance(constructor, dict):
         raise CaseError(f"{path}: the case's constructor must be a mapping of arguments")
-    model = cls(**constructor).eval()
     state = read_tensors(path)
-    try:
-        check_state(state, model.state_dict(), path)
+    try:  # bounded, then built on the meta device and checked before any memory is used
+        return build_checked(cls, constructor, state, path, assign=True).float().eval()
     except ValueError as err:
         raise CaseError(str(err)) from None
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model
 
 
 def check_adm(case, folder):
@@ -166,6 +166,8 @@ def check_folder(folder):
     for spec_path in sorted(folder.glob("*.json")):
         case = spec_path.stem
         try:
+            if not spec_path.is_file():
+                raise CaseError(f"{spec_path}: a folder (or not a regular file), not a case; a case is a JSON file")
             spec = read_json(spec_path)
             if not isinstance(spec, dict):
                 raise CaseError(f"{spec_path}: expected a JSON object with a 'constructor' or 'unet_constructor'")
@@ -173,6 +175,9 @@ def check_folder(folder):
                 results[case] = check_edm2(case, folder)
             elif "unet_constructor" in spec:
                 results[case] = check_adm(case, folder)
+            else:  # never skipped: a case that checks nothing must not let the folder pass
+                raise CaseError(f"{spec_path}: neither 'constructor' (an EDM2 case) nor 'unet_constructor' (an ADM case); "
+                                f"it has {sorted(spec)[:8]}")
         except CaseError as err:
             results[case] = err
         except (ValueError, TypeError, KeyError, RuntimeError) as err:  # e.g. a constructor our networks reject

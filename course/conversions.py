@@ -19,6 +19,25 @@ import math
 import torch
 
 
+def check_input(model, x, dtype=True):
+    """x must be a real tensor on the device of ``model``'s weights and (``dtype=True``, for models
+    that do not cast their input) of their dtype; otherwise a ValueError that says how to convert
+    (PyTorch's own message, "mat1 and mat2 must have the same dtype", names neither x nor the fix)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a floating-point tensor; got {got}")
+    p = next(model.parameters(), None)
+    if p is None:
+        return
+    name = type(model).__name__
+    if x.device != p.device:
+        raise ValueError(f"x is on {x.device} but {name}'s weights are on {p.device}: "
+                         f"move x with x.to('{p.device}') (or the model with model.to('{x.device}'))")
+    if dtype and x.dtype != p.dtype:
+        raise ValueError(f"x is {x.dtype} but {name}'s weights are {p.dtype}: convert x with x.to({p.dtype}) "
+                         f"(or the model with model.to({x.dtype}))")
+
+
 def expand_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
     """Return sigma as a tensor of shape [N, 1, ..., 1] (or [] for a scalar) that broadcasts with x."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)

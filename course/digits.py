@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import checkpoints, metrics, training
 from .imagenet.edm2 import EDM2Denoiser
-from .conversions import as_labels
+from .conversions import as_labels, check_input
 from .mlp import FourierEmbedding
 
 
@@ -62,6 +62,7 @@ class NoisyClassifier(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.SiLU(), nn.Linear(128, num_classes))
 
     def forward(self, x, sigma):
+        check_input(self, x)
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         e = self.emb(s.log() / 4)
         h = self.conv1(x / (s.reshape(-1, 1, 1, 1) ** 2 + 0.25).sqrt())

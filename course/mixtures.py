@@ -9,7 +9,8 @@ with covariances ``C_k + sigma^2 I``. So at every sigma we know, exactly and che
 * the class posterior ``p(y | x; sigma)``                  -> :meth:`GaussianMixture.class_posterior`
 
 Everything is vectorised over points and components and computed in float64 (the results come
-back in x's dtype). Component log-densities use a quadratic-feature matrix product: with
+back in x's dtype; float16 and bfloat16 inputs come back in float32, whose range holds the
+log-densities and scores that float16's largest number, 65504, does not). Component log-densities use a quadratic-feature matrix product: with
 ``P_k = (C_k + sigma^2 I)^-1``,
 
     log w_k N(x; mu_k, .) = log w_k - 1/2 x^T P_k x + x^T P_k mu_k - 1/2 mu_k^T P_k mu_k
@@ -32,6 +33,7 @@ import torch
 from .conversions import as_labels, expand_sigma
 
 _CHUNK = 4096  # points per block: the [block, K] work array stays small (measured fastest of 1k-8k at K = 1000)
+_MAX_SIGMA = 1e8  # a million times EDM's sigma_max of 80
 _FEW_SIGMAS = 8  # up to this many distinct sigmas: one cached matrix per sigma; more: the per-row path
 _ROW_BLOCK_BYTES = 2**21  # per-row path: [rows, d, K] work arrays of ~2 MB stay in cache (measured 2.7x faster than 4 MB with the
 # fused ops of _row_terms, float32, K = 1016, 2 threads)
@@ -281,7 +283,8 @@ class GaussianMixture:
     def denoise(self, x, sigma, y=None) -> torch.Tensor:
         """Tweedie: D(x; sigma) = x + sigma^2 * score(x; sigma) = E[x0 | x]. Shape [N, d]."""
         x = self._check_x(x)
-        return x + expand_sigma(sigma, x) ** 2 * self.score(x, sigma, y)
+        x64 = x.to(torch.float64)  # sigma^2 * score in float64: for large sigma each factor leaves float32's range
+        return (x64 + expand_sigma(sigma, x64) ** 2 * self.score(x64, sigma, y)).to(x.dtype)
 
     def __call__(self, x, sigma, y=None):
         """The denoiser interface D(x, sigma, y)."""
@@ -296,7 +299,7 @@ class GaussianMixture:
         lp = self.component_log_probs(x, sigma)
         mask = self._class_mask(y, lp.shape[0])
         return (torch.logsumexp(lp.masked_fill(~mask, -math.inf), dim=1) - torch.logsumexp(lp, dim=1)).to(
-            torch.as_tensor(x).dtype
+            self._check_x(x).dtype
         )
 
     def grad_log_class_prob(self, x, sigma, y) -> torch.Tensor:
@@ -353,8 +356,10 @@ class GaussianMixture:
     # --- helpers ---------------------------------------------------------------------------------------
     def _check_x(self, x) -> torch.Tensor:
         x = torch.as_tensor(x)
-        if not x.is_floating_point():
-            x = x.to(torch.float32)
+        if x.is_complex():
+            raise ValueError(f"x is {x.dtype}; the mixture's points are real: pass x.real (or a real tensor)")
+        if not x.is_floating_point() or x.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(torch.float32)  # half precision would overflow in the results (see the module's docstring)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"x must have shape [N, {self.dim}] (points of this {self.dim}-D mixture); got {list(x.shape)}"
@@ -373,6 +378,9 @@ class GaussianMixture:
             raise ValueError(f"sigma must be a number or a tensor of shape [N] = [{n}]; got {list(s.shape)}")
         if not torch.isfinite(s).all() or (s < 0).any():
             raise ValueError(f"sigma must be finite and >= 0; got {s.reshape(-1)[:8].tolist()}")
+        if (s > _MAX_SIGMA).any():  # sigma^2 would overflow float64 from about 1e154
+            raise ValueError(f"sigma must be at most {_MAX_SIGMA:g} (at such noise D is the mixture's mean to float64 "
+                             f"precision); got {s.max().item():g}")
         return s.reshape(-1) if s.ndim == 1 and s.shape[0] == n and n != 1 else s
 
     def _class_mask(self, y, n):
@@ -386,6 +394,11 @@ class GaussianMixture:
             raise ValueError(f"y must be one label or [N] = [{n}] labels; got shape {list(y.shape)}")
         if (y < -1).any() or (y >= self.num_classes).any():
             raise ValueError(f"labels must lie in 0..{self.num_classes - 1} (or -1 for none); got {y.unique().tolist()}")
+        present = torch.zeros(self.num_classes, dtype=torch.bool).index_fill_(0, self.labels, True)
+        if not present[y.clamp(min=0)][y >= 0].all():  # p(y) = 0: p(x | y) and its score do not exist
+            missing = sorted(set(y[y >= 0].tolist()) - set(self.labels.tolist()))
+            raise ValueError(f"class(es) {missing[:8]} have no component in this mixture (its labels are "
+                             f"{sorted(set(self.labels.tolist()))}): p(x | y) is undefined there; condition on a class it has")
         # label -1 (the null label of CFG) keeps every component: the unconditional mixture
         return (self.labels.unsqueeze(0) == y.unsqueeze(1)) | (y.unsqueeze(1) < 0)  # [N, K]
 

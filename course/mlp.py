@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .conversions import as_labels
+from .conversions import as_labels, check_input
 
 
 class FourierEmbedding(nn.Module):
@@ -76,6 +76,7 @@ class MLPDenoiser(nn.Module):
     def forward(self, x, sigma, y=None):
         if x.ndim != 2 or x.shape[1] != self.config["dim"]:
             raise ValueError(f"x must have shape [N, {self.config['dim']}]; got {list(x.shape)}")
+        check_input(self, x)
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).reshape(-1, 1)
         sd = self.sigma_data
         c_skip = sd**2 / (s**2 + sd**2)
@@ -95,5 +96,6 @@ class EpsMLP(nn.Module):
         self.net = Backbone(dim, width, depth, num_classes, noise_scale=4.0)
 
     def forward(self, x_t, t, y=None):
+        check_input(self, x_t)
         t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).expand(x_t.shape[0])
         return self.net(x_t, t / self.T, y)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import checkpoints, mlp, presets, training
 from .attention import SelfAttention
-from .conversions import as_labels
+from .conversions import as_labels, check_input
 from .mlp import FourierEmbedding
 
 
@@ -32,6 +32,7 @@ class MLPClassifier(nn.Module):
         self.net = mlp.Backbone(dim, width, depth, 0, noise_scale=1.0, out_dim=num_classes)
 
     def forward(self, x, sigma):
+        check_input(self, x)
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).reshape(-1, 1)
         return self.net(x / (s**2 + self.sigma_data**2).sqrt(), s.log() / 4)  # EDM's c_in and c_noise
 
@@ -116,6 +117,7 @@ class AttentionDenoiser(nn.Module):
         self.net = AttentionNet(dim, width, depth, heads, num_classes)
 
     def forward(self, x, sigma, y=None):
+        check_input(self, x)
         s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0]).reshape(-1, 1)
         sd = self.sigma_data
         c_skip, c_out = sd**2 / (s**2 + sd**2), s * sd / (s**2 + sd**2).sqrt()

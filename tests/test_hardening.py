@@ -407,7 +407,7 @@ def test_huge_config_is_refused_before_anything_is_allocated(tmp_path):
     checkpoints.save(D, tmp_path / "m.safetensors")
     state = load_file(str(tmp_path / "m.safetensors"))
     for meta, what in (({"class": "MLPDenoiser", "config": "{oops"}, "not JSON"), ({"class": "MLPDenoiser"}, "no 'config'"),
-                       ({"class": "MLPDenoiser", "config": json.dumps(dict(width=100_000, depth=40))}, "does not match the model")):
+                       ({"class": "MLPDenoiser", "config": json.dumps(dict(width=60_000, depth=40))}, "does not match the model")):
         save_file(state, str(tmp_path / "bad.safetensors"), metadata=meta)
         with pytest.raises(ValueError, match=what):
             checkpoints.load(tmp_path / "bad.safetensors")
@@ -441,3 +441,136 @@ def test_guidance_scale_errors():
     cfg = guiders.CFG(gm, w=lambda sigma: float("nan"))
     with pytest.raises(ValueError, match="guidance scale function returned"):
         cfg(torch.zeros(2, 2), 0.5, torch.tensor([0, 1]))
+
+
+# --- configurations are bounded before anything is built (a shapes-only build still loops) ----------------
+def _load_mlp_with(tmp_path, **config):
+    model = mlp.MLPDenoiser(dim=2, width=8, depth=1)
+    path = tmp_path / "m.safetensors"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"class": "MLPDenoiser", "config": json.dumps({**model.config, **config})})
+    return lambda: checkpoints.load(path)
+
+
+@pytest.mark.parametrize("config, says", [(dict(depth=10**12), "'depth' is 1000000000000"),
+                                          (dict(width=-8), "'width' is -8"),
+                                          (dict(width=10**9), "'width' is 1000000000"),
+                                          (dict(sigma_data=float("nan")), "'sigma_data' is nan")])
+def test_a_checkpoint_config_out_of_bounds_is_refused_before_the_build(tmp_path, config, says):
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=says):
+        _load_mlp_with(tmp_path, **config)()
+    assert time.perf_counter() - t0 < 10  # before: depth 1e12 looped for ever on the meta device
+
+
+@pytest.mark.parametrize("override, says", [(dict(num_blocks=10**9), "'num_blocks' is 1000000000"),
+                                            (dict(channel_mult=[1] * 10**6), "'channel_mult' has 1000000 entries"),
+                                            (dict(model_channels=-16), "'model_channels' is -16"),
+                                            (dict(channel_mult=[1, 0]), "does not build|does not match")])
+def test_an_edm2_pickle_with_an_absurd_config_is_refused_quickly(tmp_path, override, says):
+    path = tmp_path / "net.pkl"
+    write_edm2_pickle(path, tiny_edm2(), {**TINY_EDM2, **override})
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=says):
+        loading.load_edm2_pickle(path)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_a_negative_width_in_a_build_is_a_clear_error_not_a_torch_one():
+    # check_config accepts -1 for num_head_channels (guided-diffusion's "unset"); a width of -1
+    # elsewhere is refused by the bounds, and whatever the constructor itself rejects is wrapped.
+    from course.imagenet.adm import ADMUNet
+    from test_imagenet import TINY_ADM
+
+    state = ADMUNet(**TINY_ADM).state_dict()
+    with pytest.raises(ValueError, match="does not build a ADMUNet"):
+        checkpoints.build_checked(ADMUNet, {**TINY_ADM, "num_head_channels": 0}, state, "case.safetensors")
+    with pytest.raises(ValueError, match="'model_channels' is -1"):
+        checkpoints.build_checked(ADMUNet, {**TINY_ADM, "model_channels": -1}, state, "case.safetensors")
+
+
+# --- conformance: nothing is skipped silently ---------------------------------------------------------------
+def test_conformance_fails_on_a_case_without_a_constructor_and_on_a_folder_named_json(tmp_path):
+    write_edm2_case(tmp_path, "tiny", tiny_edm2())
+    (tmp_path / "other.json").write_text(json.dumps({"constuctor": TINY_EDM2}))  # misspelt: checks nothing
+    (tmp_path / "dir.json").mkdir()
+    out = conformance(tmp_path)
+    assert out.returncode == 1, out.stdout
+    assert "other: error:" in out.stdout and "neither 'constructor'" in out.stdout, out.stdout
+    assert "dir: error:" in out.stdout and "not a case" in out.stdout, out.stdout
+    assert "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("single", [5, "nodot", "unet.enc.nothing"])
+def test_conformance_names_an_odd_pag_single_block(tmp_path, single):
+    model = tiny_edm2()
+    write_edm2_case(tmp_path, "tiny", model)
+    spec = json.loads((tmp_path / "tiny.json").read_text())
+    (tmp_path / "tiny.json").write_text(json.dumps({**spec, "pag_single_block": single}))
+    out = conformance(tmp_path)
+    assert out.returncode == 1 and "'pag_single_block' is" in out.stdout and "Traceback" not in out.stderr, out.stdout + out.stderr
+
+
+def test_conformance_does_not_allocate_a_huge_adm_config(tmp_path):
+    from course import conformance as conf
+    from course.imagenet.adm import ADMClassifier, ADMUNet
+    from test_imagenet import TINY_ADM
+
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in ADMUNet(**TINY_ADM).state_dict().items()}, str(weights))
+    huge = {**TINY_ADM, "model_channels": 32768, "num_head_channels": 64}  # ~5e11 parameters if built for real
+    t0 = time.perf_counter()
+    with pytest.raises(conf.CaseError, match="has shape"):
+        conf._load_adm(ADMUNet, huge, weights)
+    assert time.perf_counter() - t0 < 20
+    assert conf._load_adm(ADMUNet, TINY_ADM, weights).input_blocks[0][0].weight.dtype == torch.float32
+    assert ADMClassifier  # the classifier takes the same path
+
+
+# --- mixtures: no overflow, no silent NaN ---------------------------------------------------------------------
+def test_mixture_refuses_an_overflowing_sigma_and_a_complex_x():
+    from course.mixtures import GaussianMixture
+
+    gm = GaussianMixture([1, 1], [[0, 0], [3, 3]], [[1, 1], [1, 1]], labels=[0, 1])
+    for call in (lambda: gm.denoise(torch.zeros(2, 2), 1e170), lambda: gm.score(torch.zeros(2, 2), 1e170),
+                 lambda: gm.sample(3, sigma=1e170)):
+        with pytest.raises(ValueError, match="sigma must be at most"):
+            call()
+    far = gm.denoise(torch.zeros(2, 2), 1e7)  # float32 x: sigma^2 = 1e14 times a score of 1e-14
+    assert torch.allclose(far, torch.full((2, 2), 1.5)), far
+    with pytest.raises(ValueError, match="the mixture's points are real"):
+        gm.denoise(torch.zeros(2, 2, dtype=torch.complex64), 1.0)
+
+
+def test_mixture_half_precision_input_gives_finite_float32_results():
+    from course.mixtures import GaussianMixture
+
+    gm = GaussianMixture([1, 1], [[0, 0], [3, 3]], [[1, 1], [1, 1]])
+    x = torch.full((2, 2), 300.0, dtype=torch.float16)
+    lp = gm.log_prob(x, 0.1)  # about -8.7e4: below float16's -65504, so it was -inf
+    assert lp.dtype == torch.float32 and torch.isfinite(lp).all(), lp
+    assert torch.isfinite(gm.score(x, 0.01)).all()
+
+
+def test_mixture_with_a_missing_class_never_gives_nan():
+    from course.mixtures import GaussianMixture
+
+    gm = GaussianMixture([1, 1], [[0, 0], [3, 3]], [[1, 1], [1, 1]], labels=[0, 2])
+    post = gm.class_posterior(torch.zeros(2, 2), 1.0)
+    assert torch.isfinite(post).all() and (post[:, 1] == 0).all(), post  # p(y = 1) = 0 exactly
+    with pytest.raises(ValueError, match=r"class\(es\) \[1\] have no component"):
+        gm.score(torch.zeros(2, 2), 1.0, 1)  # was a silent NaN
+    assert torch.isfinite(gm.denoise(torch.zeros(2, 2), 1.0, 2)).all()
+
+
+# --- models: a dtype or device mismatch names x and the fix ----------------------------------------------------
+def test_a_dtype_or_device_mismatch_names_the_fix():
+    D = mlp.MLPDenoiser(dim=2, width=8, depth=1, num_classes=2)
+    x = torch.randn(4, 2)
+    with pytest.raises(ValueError, match=r"x is torch.float64 but MLPDenoiser's weights are torch.float32: convert x"):
+        guiders.CFG(D, 2.0)(x.double(), 1.0, 0)
+    with pytest.raises(ValueError, match="x is on meta but MLPDenoiser's weights are on cpu"):
+        D(x.to("meta"), 1.0, 0)
+    with pytest.raises(ValueError, match="x is on meta"):
+        tiny_edm2()(torch.zeros(1, 3, 16, 16, device="meta"), 1.0, None)
+    assert D.double()(x.double(), 1.0, 0).dtype == torch.float64  # a consistent pair still works

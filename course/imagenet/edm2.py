@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..attention import PerturbableAttention, attention_weights
+from ..conversions import check_input
 
 
 # --- magnitude-preserving primitives (paper, section 3 and appendix B) -------------------------------
@@ -257,6 +258,7 @@ class EDM2Denoiser(nn.Module):
     def forward(self, x, sigma, y=None, force_fp32=False):
         if x.ndim != 4 or x.shape[1:] != (self.img_channels, self.img_resolution, self.img_resolution):
             raise ValueError(f"x must have shape [N, {self.img_channels}, {self.img_resolution}, {self.img_resolution}]; got {list(x.shape)}")
+        check_input(self, x, dtype=False)  # any float dtype: x is cast to float32 here
         x = x.to(torch.float32)
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).expand(x.shape[0]).reshape(-1, 1, 1, 1)
         labels = self.one_hot(y, x.shape[0], x.device)
