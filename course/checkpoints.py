@@ -21,10 +21,11 @@ from . import mlp
 def _known_classes():
     """The classes a checkpoint may name: a plain dict, extended as the course grows."""
     classes = {"MLPDenoiser": mlp.MLPDenoiser, "EpsMLP": mlp.EpsMLP}
-    from . import digits, toy_models
+    from . import digits, glyph_models, toy_models
 
     classes.update(toy_models.CHECKPOINT_CLASSES)
     classes.update(digits.CHECKPOINT_CLASSES)
+    classes.update(glyph_models.CHECKPOINT_CLASSES)
     return classes
 
 

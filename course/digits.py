@@ -160,17 +160,19 @@ def unguided_scores(D, feature_net, n=1000, steps=16, seed=0):
 
 class LearningCurve:
     """The monitor of :func:`course.training.train` that early-stops the main model: scores the EMA
-    every ``every`` steps (:func:`unguided_scores`), keeps a copy of the best-FD one, and says stop
-    after ``patience`` evaluations without a lower FD. ``rows``: one dict per evaluation."""
+    every ``every`` steps (:func:`unguided_scores`, or ``scores(model)`` -> dict with fd, precision,
+    recall, accuracy), keeps a copy of the best-FD one, and says stop after ``patience``
+    evaluations without a lower FD. ``rows``: one dict per evaluation."""
 
-    def __init__(self, feature_net, patience=3, samples=1000, sampler_steps=16, seed=0, progress=True, **_):
-        self.feature_net, self.patience, self.progress = feature_net, patience, progress
+    def __init__(self, feature_net, patience=3, samples=1000, sampler_steps=16, seed=0, progress=True, scores=None, **_):
+        self.feature_net, self.patience, self.progress, self.scores = feature_net, patience, progress, scores
         self.kw = dict(n=samples, steps=sampler_steps, seed=seed)
         self.rows, self.best, self.best_state = [], None, None
         self.t0 = time.perf_counter()
 
     def __call__(self, step, model):
-        row = dict(step=step, **unguided_scores(model, self.feature_net, **self.kw), seconds=round(time.perf_counter() - self.t0, 1))
+        scored = self.scores(model) if self.scores else unguided_scores(model, self.feature_net, **self.kw)
+        row = dict(step=step, **scored, seconds=round(time.perf_counter() - self.t0, 1))
         self.rows.append(row)
         if self.best is None or row["fd"] < self.best["fd"]:
             self.best, self.best_state = row, {k: v.clone() for k, v in model.state_dict().items()}

@@ -134,6 +134,9 @@ def check_parts(x, **parts):
             got = list(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
             raise ValueError(f"{name} returned {got} for x of shape {list(x.shape)}: every denoiser a guider combines "
                              "must return one prediction per row of x, of x's shape (no broadcasting is done)")
+        if part.device != x.device:
+            raise ValueError(f"{name} returned a tensor on {part.device} for x on {x.device}: a denoiser must answer on "
+                             "x's device (move the model with model.to(x.device))")
 
 
 def conditional_pair(D, x, sigma, y):

@@ -574,3 +574,9 @@ def test_a_dtype_or_device_mismatch_names_the_fix():
     with pytest.raises(ValueError, match="x is on meta"):
         tiny_edm2()(torch.zeros(1, 3, 16, 16, device="meta"), 1.0, None)
     assert D.double()(x.double(), 1.0, 0).dtype == torch.float64  # a consistent pair still works
+
+
+def test_a_guider_names_a_part_on_another_device():
+    x = torch.randn(3, 2)
+    with pytest.raises(ValueError, match="returned a tensor on meta for x on cpu"):
+        guiders.check_parts(x, D_u=torch.empty(3, 2, device="meta"))

@@ -1,0 +1,120 @@
+"""How long each lesson takes in full mode: the book's time budget, measured.
+
+    python benchmarks/book.py [--fast] [--only 06 ...] [--slowest 3] [--json out.json]
+
+Executes each lesson (notebooks/NN_*.md) top to bottom, one at a time, each in its own process
+with its own kernel, in a copy of notebooks/ (a learner's exercises are neither used nor changed),
+exactly as the book build runs them. Prints, per lesson, the wall time, the kernel's peak memory
+(resident set size) and the 5-minute budget beside it, then the sum against the book's 25
+minutes, then the slowest cells of each lesson (cell index, first line, seconds). Run it with
+nothing else on the machine: the numbers are the machine's, not the lesson's alone.
+
+``--fast`` measures fast mode (COURSE_FAST=1), what the tests execute.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+LESSON_BUDGET_S, BOOK_BUDGET_S = 300, 1500
+
+# Runs in the child process: execute one lesson and report each cell's time (nbclient records
+# when each cell started and finished in its metadata).
+CHILD = r"""
+import json, sys
+import jupytext
+from nbclient import NotebookClient
+from datetime import datetime
+path, work, out = sys.argv[1:4]
+nb = jupytext.read(path)
+client = NotebookClient(nb, timeout=3600, kernel_name="python3", resources={"metadata": {"path": work}}, record_timing=True)
+error = None
+try:
+    client.execute()
+except Exception as err:  # the report says which lesson failed and why; the benchmark goes on
+    error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+cells = []
+for i, cell in enumerate(nb.cells):
+    timing = cell.get("metadata", {}).get("execution", {})
+    start, end = timing.get("iopub.execute_input") or timing.get("shell.execute_request"), timing.get("shell.execute_reply")
+    if cell.cell_type == "code" and start and end:
+        seconds = (datetime.fromisoformat(end.replace("Z", "+00:00")) - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")
+        cells.append(dict(index=i, first_line=first[:70], seconds=round(seconds, 2)))
+json.dump(dict(cells=cells, error=error), open(out, "w"))
+"""
+
+
+def lessons(only=None):
+    paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.md"))
+    if only:
+        paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
+    return paths
+
+
+def run_one(path, fast):
+    """(wall seconds, peak RSS in MiB of the lesson's processes, per-cell report) of one lesson."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "notebooks"
+        shutil.copytree(NOTEBOOKS, work, ignore=shutil.ignore_patterns("exercises", "_build", "*.ipynb"))
+        env = {**os.environ, "MPLBACKEND": "Agg"}
+        env.pop("COURSE_FAST", None)
+        if fast:
+            env["COURSE_FAST"] = "1"
+        out = Path(tmp) / "report.json"
+        # a fresh process per lesson: its children (the kernel) are waited for, so RUSAGE_CHILDREN's
+        # maximum resident size after it is the largest process of this lesson or of an earlier one;
+        # the per-lesson peak is read in a wrapper that runs the lesson as its only child.
+        wrapper = ("import resource, subprocess, sys, json; "
+                   "subprocess.run(sys.argv[1:], check=False); "
+                   "print(json.dumps(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))")
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", wrapper, sys.executable, "-c", CHILD, str(work / path.name), str(work), str(out)],
+                              env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        try:
+            peak_mib = int(proc.stdout.strip().splitlines()[-1]) / 1024
+        except (ValueError, IndexError):
+            peak_mib = float("nan")
+        report = json.loads(out.read_text()) if out.exists() else dict(cells=[], error=f"the runner failed: {proc.stderr[-500:]}")
+    return seconds, peak_mib, report
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fast", action="store_true", help="fast mode (COURSE_FAST=1), as the tests run the lessons")
+    ap.add_argument("--only", nargs="*", help="lesson numbers, e.g. 06 08")
+    ap.add_argument("--slowest", type=int, default=3, help="slowest cells listed per lesson")
+    ap.add_argument("--json", help="also write the table to this file")
+    args = ap.parse_args(argv)
+    mode = "fast" if args.fast else "full"
+    print(f"# lessons in {mode} mode, one at a time, on {os.cpu_count()} CPU(s); {datetime.now():%Y-%m-%d %H:%M}")
+    print(f"{'lesson':42s} {'seconds':>8s} {'peak MiB':>9s} {'budget':>7s}")
+    rows = []
+    for path in lessons(args.only):
+        seconds, peak, report = run_one(path, args.fast)
+        ok = "ok" if seconds <= LESSON_BUDGET_S else "OVER"
+        print(f"{path.stem:42s} {seconds:8.1f} {peak:9.0f} {ok:>7s}" + (f"  ERROR {report['error']}" if report["error"] else ""), flush=True)
+        rows.append(dict(lesson=path.stem, seconds=round(seconds, 1), peak_mib=round(peak), error=report["error"],
+                         slowest=sorted(report["cells"], key=lambda c: -c["seconds"])[: args.slowest]))
+    total = sum(r["seconds"] for r in rows)
+    print(f"{'sum':42s} {total:8.1f} {'':9s} {'ok' if total <= BOOK_BUDGET_S else 'OVER':>7s}  (budget {BOOK_BUDGET_S} s)")
+    print(f"\n# slowest cells (lesson, cell index, seconds, first line)")
+    for r in rows:
+        for c in r["slowest"]:
+            print(f"{r['lesson'][:2]}  cell {c['index']:3d}  {c['seconds']:7.1f} s  {c['first_line']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(mode=mode, cpus=os.cpu_count(), rows=rows, total_seconds=round(total, 1)), indent=1))
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
