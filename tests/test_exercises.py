@@ -30,6 +30,45 @@ def test_every_exercise_has_stub_solution_and_check():
         assert callable(getattr(stub, ex.name)), f"stub for {ex.lesson} lacks {ex.name}"
 
 
+def _normalised(text):
+    return "".join(text.split()).lower().replace("'", '"')
+
+
+def _solution_pieces(ex):
+    """Every statement and every right-hand side of the reference solution's function, normalised
+    (no spaces), that is long enough to give something away (at least 8 characters)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(ex.solution))
+    pieces = set()
+    for node in ast.walk(tree.body[0]):
+        if isinstance(node, (ast.Return, ast.Assign, ast.AugAssign)) and node.value is not None:
+            pieces.add(_normalised(ast.unparse(node.value)))
+        if isinstance(node, ast.stmt) and not isinstance(node, (ast.FunctionDef, ast.If, ast.For, ast.While)):
+            pieces.add(_normalised(ast.unparse(node)))
+        if isinstance(node, ast.Call):
+            pieces.add(_normalised(ast.unparse(node)))
+    return {p for p in pieces if len(p) >= 8}
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_hints_come_in_tiers_and_never_give_a_solution_line(ex):
+    stub = exercises.load_file(exercises.stub_path(ex.lesson), ex.lesson)
+    tiers = getattr(stub, "HINTS", {}).get(ex.name)
+    assert tiers and len(tiers) >= 2, f"{ex.lesson}.{ex.name}: HINTS needs at least two tiers (the idea, then the shape)"
+    try:
+        getattr(stub, ex.name)(*([None] * getattr(stub, ex.name).__code__.co_argcount))
+    except NotImplementedError as err:
+        message = str(err)
+    except Exception:  # noqa: BLE001 - a stub that fails before raising gives no message to read
+        message = ""
+    for text in list(tiers) + [message]:
+        flat = _normalised(text)
+        given = [p for p in _solution_pieces(ex) if p in flat]
+        assert not given, f"{ex.lesson}.{ex.name}: the hint {text!r} contains the solution's {given}"
+
+
 BAD_LESSON00 = {
     "raises": "def sample_mixture(weights, means, stds, n, generator=None):\n    return 1 / 0\n",
     "wrong_shape": "import torch\ndef sample_mixture(weights, means, stds, n, generator=None):\n    return torch.zeros(n, 3)\n",

@@ -5,13 +5,43 @@ Grade with `make grade` from the repository root (or: python -m course.grade not
 import torch
 
 
+# Hints, in tiers: read the first (the idea) before the second (the shape of the computation).
+HINTS = {
+    'forward_noise': (
+        'The formula is already in the docstring; the only difficulty is the shapes when abar_t holds one '
+        'value per row.',
+        'Turn abar_t into a tensor shaped [N, 1] (or a scalar) so that it multiplies every coordinate of '
+        'its row; then it is two square roots and a weighted sum.',
+    ),
+    'eps_loss': (
+        'Algorithm 1 in three moves: make the noisy input from x0 and eps, ask the network for its noise '
+        'estimate, and score the estimate against the noise you actually added.',
+        'abar is indexed from 0 while t counts from 1. Reuse your forward_noise; the result is one number '
+        '(a mean over rows and coordinates).',
+    ),
+    'ancestral_step': (
+        'One reverse step subtracts the predicted noise, rescales, and (except at the very last step) '
+        'adds fresh noise.',
+        'You need alpha_t, abar_t and sigma_t for this t: abar_t is a running product of the alphas up to '
+        't (betas is 0-indexed). Write the mean first, then decide whether to add sigma_t z.',
+    ),
+    'mixture_score': (
+        "The score of a mixture is the responsibility-weighted average of each component's Gaussian "
+        "score, and a Gaussian's score points from x to its mean, scaled by the inverse covariance.",
+        'Noise adds sigma^2 to every variance. Get log-densities [N, K] (torch.distributions can do it '
+        'batched), turn log-weights plus log-densities into responsibilities with a softmax over K, and '
+        'solve rather than invert for the [N, K, d] per-component scores.',
+    ),
+}
+
+
 def forward_noise(x0, eps, abar_t):
     """The forward process: x_t = sqrt(abar_t) * x0 + sqrt(1 - abar_t) * eps.
 
     Args: x0 [N, d] clean data; eps [N, d] standard normal noise; abar_t a number or an [N] tensor
     (one value per row). Returns x_t [N, d].
     """
-    raise NotImplementedError("hint: make abar_t broadcast over the rows: torch.as_tensor(abar_t).reshape(-1, 1)")
+    raise NotImplementedError("not written yet; stuck? HINTS['forward_noise'] at the top of this file")
 
 
 def eps_loss(eps_net, x0, t, eps, abar):
@@ -21,7 +51,7 @@ def eps_loss(eps_net, x0, t, eps, abar):
     in 1..T; eps [N, d]; abar [T] with abar[t - 1] = abar_t. The network takes the 1-based t as given.
     Returns a 0-d tensor.
     """
-    raise NotImplementedError("hint: look up abar[t - 1], build x_t with forward_noise's formula, then a mean squared error")
+    raise NotImplementedError("not written yet; stuck? HINTS['eps_loss'] at the top of this file")
 
 
 def ancestral_step(x_t, eps_pred, t, betas, z):
@@ -31,7 +61,7 @@ def ancestral_step(x_t, eps_pred, t, betas, z):
     at the last step (t = 1). Args: x_t, eps_pred, z [N, d]; t an int in 1..T; betas [T] with
     betas[t - 1] = beta_t. Returns x_{t-1} [N, d].
     """
-    raise NotImplementedError("hint: abar_t = torch.cumprod(1 - betas, 0)[t - 1]; skip sigma_t z when t == 1")
+    raise NotImplementedError("not written yet; stuck? HINTS['ancestral_step'] at the top of this file")
 
 
 def mixture_score(x, weights, means, covs, sigma):
@@ -42,4 +72,4 @@ def mixture_score(x, weights, means, covs, sigma):
         score(x) = sum_k r_k(x) (C_k + sigma^2 I)^-1 (mu_k - x),  r_k = w_k N_k(x) / sum_j w_j N_j(x).
     Compute r_k with log-densities and a softmax, or points far away give 0/0 = NaN.
     """
-    raise NotImplementedError("hint: torch.distributions.MultivariateNormal(means, covs + sigma**2 * I).log_prob(x[:, None]) gives [N, K]")
+    raise NotImplementedError("not written yet; stuck? HINTS['mixture_score'] at the top of this file")

@@ -5,6 +5,18 @@ Grade with `make grade` from the repository root (or: python -m course.grade not
 import torch
 
 
+# Hints, in tiers: read the first (the idea) before the second (the shape of the computation).
+HINTS = {
+    'mask_logits': (
+        'Masking sets randomly chosen attention logits to minus infinity so that the softmax ignores '
+        'them; each entry is masked independently with probability ratio.',
+        'Draw one uniform number per entry (with the generator) and compare it with ratio to get a '
+        'boolean mask; remove the diagonal from it if offdiag; un-mask the diagonal of any row whose '
+        'every entry is masked; then fill.',
+    ),
+}
+
+
 def mask_logits(logits, ratio, generator=None, offdiag=False):
     """The seminar's random-masking perturbation of self-attention (PAG ablation).
 
@@ -14,4 +26,4 @@ def mask_logits(logits, ratio, generator=None, offdiag=False):
     Returns a copy of logits with the masked entries set to -inf. A row must never be masked
     entirely (its softmax would be 0/0): in such a row, keep the diagonal entry.
     """
-    raise NotImplementedError("hint: masked = torch.rand(logits.shape, generator=generator) < ratio; then logits.masked_fill(masked, -inf)")
+    raise NotImplementedError("not written yet; stuck? HINTS['mask_logits'] at the top of this file")
