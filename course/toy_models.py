@@ -163,15 +163,20 @@ def mixture(name):
     return makers[name]()
 
 
-def train_one(name, steps=None, progress=True, batch=2048):
-    """Train the toy model ``name`` of :data:`SPECS` (``steps`` overrides its training length)."""
+def train_one(name, steps=None, progress=True, batch=2048, seed=None):
+    """Train the toy model ``name`` of :data:`SPECS` (``steps`` overrides its training length;
+    ``seed``, if given, seeds the initialisation and the batches: another seed, another model of
+    the same recipe)."""
     data, make, settings = SPECS[name]
+    if seed is not None:
+        torch.manual_seed(seed)
+        settings = {**settings, "seed": seed}
     gm, model, settings = mixture(data), make(), dict(settings)
     batch = settings.pop("batch", batch)
     if steps is not None:
         settings["steps"] = steps
     if isinstance(model, MLPClassifier):
-        train_classifier(model, gm, steps=settings["steps"], batch=batch, progress=progress)
+        train_classifier(model, gm, steps=settings["steps"], batch=batch, progress=progress, seed=settings.get("seed", 0))
         return model
     if settings.get("loss") == "exact":
         settings["mixture"] = gm
