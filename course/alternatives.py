@@ -22,6 +22,10 @@ and the EDM velocity (the eps-prediction) v = (x - D) / sigma convert in one pla
 * :class:`TSG`        - time-step guidance: the weak branch gets a perturbed noise embedding
   (Sadat et al., ICLR 2025).
 
+* :class:`LossGuidance` - guidance by any differentiable loss on the denoiser's estimate of x0,
+  the loss taking the place of -log p(y | x) (Chung et al. 2023, DPS; Bansal et al. 2024,
+  universal guidance).
+
 CFG++ is a sampler here (:func:`course.samplers.cfgpp_euler`): it renoises with the unconditional
 prediction. On Euler steps that is CFG with a scale that depends on the step,
 :func:`course.schedules.cfgpp_scale`. Scale schedules (interval, zero-init, start/stop fractions,
@@ -364,3 +368,49 @@ class TSG:
         with perturb_embedding(self.D, self.embedding, self.scale, self.alpha, sigma, input_generator(x, sigma, self.seed)):
             D_p = self.D(x, sigma, y)
         return D_p + _scale(self.w, sigma, x) * (D_c - D_p)
+
+
+class LossGuidance:
+    """Guidance by a loss on the x0 estimate: D_w = D(x) - w sigma^2 grad_x loss(D(x, sigma, y)).
+
+    Classifier guidance with log p(y | x; sigma) replaced by -loss(D(x; sigma)): the loss judges
+    the *clean* estimate, so any differentiable function of a clean sample (a distance to a
+    target, a pretrained network's score) can steer, with no noise-aware training (Chung et al.
+    2023, DPS, https://arxiv.org/abs/2209.14687; Bansal et al. 2024, universal guidance,
+    https://arxiv.org/abs/2302.07121). The gradient runs back through the denoiser (the chain
+    rule: grad_x loss(D(x)) = J_D(x)^T grad loss(D)), one forward and one backward pass per call.
+    ``loss(x0)`` maps [N, ...] to [N] (one loss per sample); ``loss_grad(x0)``, if given, is its
+    gradient [N, ...] with respect to x0 (else autograd differentiates ``loss``).
+    w = 0 is no guidance (the loss is added, as CG's classifier term is)."""
+
+    def __init__(self, D, loss, w, loss_grad=None):
+        _check_w(w)
+        if not callable(loss):
+            raise TypeError(f"loss must be a function of the x0 estimate [N, ...] -> [N]; got {type(loss).__name__}")
+        self.D, self.loss, self.w, self.loss_grad = D, loss, w, loss_grad
+
+    def grad_at_x0(self, D):
+        """grad of the loss with respect to the x0 estimate D [N, ...]: [N, ...]."""
+        if self.loss_grad is not None:
+            return self.loss_grad(D.detach())
+        with torch.enable_grad():
+            D_ = D.detach().requires_grad_(True)
+            L = self.loss(D_)
+            if not isinstance(L, torch.Tensor) or L.shape != (D.shape[0],):
+                got = list(L.shape) if isinstance(L, torch.Tensor) else type(L).__name__
+                raise ValueError(f"loss returned {got}; it must return one number per sample, shape [{D.shape[0]}]")
+            if not L.requires_grad:
+                raise ValueError("the loss does not depend differentiably on the x0 estimate (no gradient flows back: "
+                                 "a comparison, .float() of a boolean or .detach() cuts it); use smooth operations")
+            (g,) = torch.autograd.grad(L.sum(), D_)
+        return g
+
+    def __call__(self, x, sigma, y=None):
+        with torch.enable_grad():
+            x_ = x.detach().requires_grad_(True)
+            D = self.D(x_, sigma, y)
+            g_x0 = self.grad_at_x0(D)
+            (g,) = torch.autograd.grad(D, x_, grad_outputs=g_x0)  # J_D^T grad loss: the chain rule
+        if not torch.isfinite(g).all():
+            raise FloatingPointError("the loss's gradient is NaN or infinite: is the loss differentiable where samples are?")
+        return D.detach() - _scale(self.w, sigma, x) * expand_sigma(sigma, x) ** 2 * g

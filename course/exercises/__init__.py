@@ -58,6 +58,7 @@ EXERCISES = [
     Exercise("lesson06", "mask_logits", 2, "Random masking of attention logits (PAG ablation)"),
     Exercise("lesson08", "apg_project", 2, "APG's parallel / orthogonal split of the guidance update"),
     Exercise("lesson08", "cfg_zero_scale", 1, "CFG-Zero*'s optimised scale s*"),
+    Exercise("lesson08", "region_loss", 2, "Steer samples with a loss on the x0 estimate"),
     Exercise("lesson09", "fk_log_weight_increment", 2, "The Feynman-Kac weight of guided sampling"),
     Exercise("lesson09", "effective_sample_size", 1, "The effective sample size of weighted particles"),
 ]

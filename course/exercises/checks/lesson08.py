@@ -28,3 +28,39 @@ def check_cfg_zero_scale(fn):
     z = torch.zeros(1, 2, dtype=torch.float64)
     expect_tensor(fn(torch.ones(1, 2, dtype=torch.float64), z), torch.zeros(1, dtype=torch.float64),
                   "cfg_zero_scale(v_c=[[1, 1]], v_u=[[0, 0]]) (the 1e-8 keeps a zero v_u finite)")
+
+
+def _finite_difference_grad(fn, x0, h=1e-5):
+    """grad of fn ([N, d] -> [N]) at x0 by central differences, coordinate by coordinate: the
+    learner's function runs in its own process, where no autograd graph can reach the check."""
+    g = torch.zeros_like(x0)
+    for j in range(x0.shape[1]):
+        step = torch.zeros_like(x0)
+        step[:, j] = h
+        g[:, j] = (fn(x0 + step) - fn(x0 - step)) / (2 * h)
+    return g
+
+
+def check_region_loss(fn):
+    from ...alternatives import LossGuidance
+    from ...presets import two_moons
+    from ...samplers import sample
+
+    moons = two_moons()
+    x0 = torch.tensor([[1.5, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    out = fn(x0)
+    expect(isinstance(out, torch.Tensor) and out.shape == (2,),
+           f"region_loss(x0 of shape [2, 2]) should return one loss per point, shape [2]; got "
+           f"{list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    expect(bool(torch.isfinite(out).all()), f"region_loss(x0={fmt(x0)}) returned {fmt(out)}: NaN or inf")
+    guided = LossGuidance(moons, fn, 1.0, loss_grad=lambda D: _finite_difference_grad(fn, D))
+    x = sample(guided, 1000, 2, steps=32, seed=0, dtype=torch.float64)
+    inside = (x[:, 0] > 0.8).double().mean().item()
+    on_data = (moons.log_prob(x) > -3).double().mean().item()
+    expect(inside >= 0.85, f"with LossGuidance(moons, region_loss, w=1), 1000 samples (32 Heun steps, seed 0): only "
+                           f"{inside:.0%} land at x_1 > 0.8 (unguided: about 15%); at least 85% should. Check the sign "
+                           "(the loss must be large where x_1 < 0.8), that it changes smoothly (a step has no slope to "
+                           "follow), and pull harder")
+    expect(on_data >= 0.9, f"with LossGuidance(moons, region_loss, w=1): {inside:.0%} land at x_1 > 0.8, but only "
+                           f"{on_data:.0%} stay on the data (exact log p > -3); at least 90% should. The pull is too "
+                           "strong: it drags samples off the moons")
