@@ -286,3 +286,22 @@ def test_flow_velocity_round_trip():
     assert torch.allclose(v, eps - x0)  # rectified flow's v = eps - x0
     assert torch.allclose((1 - t) * x, (1 - t) * x0 + t * eps)  # x_t = (1 - t) x0 + t eps is the VE x scaled
     assert torch.allclose(cv.x0_from_flow_velocity(x, v, sigma), x0)
+
+
+def test_loss_guidance_is_the_chain_rule_through_the_denoiser_and_names_bad_losses():
+    from course import alternatives as alt, presets
+
+    moons = presets.two_moons()
+    x = torch.randn(6, 2, dtype=torch.float64)
+    loss = lambda x0: ((x0 - torch.tensor([1.0, -0.5], dtype=x0.dtype)) ** 2).sum(1) / 2  # noqa: E731
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(loss(moons(xr, 0.4)).sum(), xr)
+    want = moons(x, 0.4) - 2.5 * 0.4**2 * g
+    assert torch.allclose(alt.LossGuidance(moons, loss, 2.5)(x, 0.4), want, atol=1e-12)
+    assert torch.allclose(alt.LossGuidance(moons, loss, 0.0)(x, 0.4), moons(x, 0.4))  # w = 0: no guidance
+    given = alt.LossGuidance(moons, loss, 2.5, loss_grad=lambda D: D - torch.tensor([1.0, -0.5], dtype=D.dtype))
+    assert torch.allclose(given(x, 0.4), want, atol=1e-12)
+    with pytest.raises(ValueError, match="does not depend differentiably"):
+        alt.LossGuidance(moons, lambda x0: (x0[:, 0] > 0).double(), 1.0)(x, 0.4)
+    with pytest.raises(ValueError, match=r"one number per sample, shape \[6\]"):
+        alt.LossGuidance(moons, lambda x0: x0.sum(), 1.0)(x, 0.4)
