@@ -216,14 +216,24 @@ def load_model(name, folder=None):
 
 
 @torch.no_grad()
-def measure(samples, requested, feature_net, x_test, k=3):
-    """Scores of generated digits [N, 1, 8, 8] made for classes ``requested`` [N], against the
+def reference_of(feature_net, x_test, k=3):
+    """What :func:`measure` computes of the test images, computed once: their features, the
+    features' mean and covariance, and their k-NN radii (pass it as ``measure(..., reference=)``)."""
+    f_ref = feature_net.features(x_test).double()
+    return dict(features=f_ref, stats=metrics.feature_statistics(f_ref), radius=metrics.knn_radius(f_ref, k), k=k)
+
+
+@torch.no_grad()
+def measure(samples, requested, feature_net, x_test, k=3, reference=None):
+    """Scores of generated images [N, 1, H, W] made for classes ``requested`` [N], against the
     held-out test images: Frechet distance of features (FD), k-NN precision and recall, and the
-    fraction the feature net classifies as requested (accuracy)."""
+    fraction the feature net classifies as requested (accuracy). ``reference``: the test images'
+    part, precomputed by :func:`reference_of` (then ``x_test`` is not used)."""
     samples = samples.clamp(-1, 1)
-    f_gen, f_ref = feature_net.features(samples).double(), feature_net.features(x_test).double()
-    fd = metrics.frechet_distance(*metrics.feature_statistics(f_gen), *metrics.feature_statistics(f_ref))
-    precision, recall = metrics.precision_recall(f_ref, f_gen, k=k)
+    ref = reference if reference is not None else reference_of(feature_net, x_test, k)
+    f_gen = feature_net.features(samples).double()
+    fd = metrics.frechet_distance(*metrics.feature_statistics(f_gen), *ref["stats"])
+    precision, recall = metrics.precision_recall(ref["features"], f_gen, k=ref["k"], real_radius=ref["radius"])
     accuracy = (feature_net(samples).argmax(1) == requested).double().mean().item()
     return dict(fd=fd, precision=precision, recall=recall, accuracy=accuracy)
 

@@ -80,19 +80,26 @@ def mmd(a, b, bandwidth=None) -> float:
             - 2 * k(a, b).mean()).item()
 
 
+def knn_radius(x, k=3):
+    """[N] distance from each point of x [N, d] to its k-th nearest neighbour in x (itself excluded)."""
+    return _knn_radius(torch.as_tensor(x, dtype=torch.float64), k)
+
+
 def _knn_radius(x, k):
     """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
     return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
 
 
-def precision_recall(real, fake, k=3):
+def precision_recall(real, fake, k=3, real_radius=None):
     """k-NN precision and recall (Kynkaanniemi et al. 2019).
 
     precision: the fraction of fake samples inside the union of the real samples' k-NN balls
     (quality); recall: the fraction of real samples inside the fake samples' k-NN balls (variety).
-    Returns (precision, recall)."""
+    ``real_radius``: the real set's k-NN radii if already computed (:func:`knn_radius`; the
+    [R, R] distance matrix of a large real set is the expensive part). Returns (precision, recall)."""
     real, fake = torch.as_tensor(real, dtype=torch.float64), torch.as_tensor(fake, dtype=torch.float64)
-    r_real, r_fake = _knn_radius(real, k), _knn_radius(fake, k)
+    r_real = _knn_radius(real, k) if real_radius is None else real_radius
+    r_fake = _knn_radius(fake, k)
     d = torch.cdist(fake, real)  # [F, R]
     precision = (d <= r_real.unsqueeze(0)).any(dim=1).double().mean().item()
     recall = (d.T <= r_fake.unsqueeze(0)).any(dim=1).double().mean().item()

@@ -64,6 +64,25 @@ def heatmap(ax, values, xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), n=200, cmap="viridis
     return im
 
 
+def log_density_map(ax, values, xlim, ylim, title, cmap="viridis", span=8.0, support=None):
+    """Values on a square grid (values [n*n] over :func:`grid`'s points, e.g. log-densities) as a
+    colour map. ``span``: colours clipped to ``span`` nats below the top, so that thin branches of a
+    density stay visible. ``span=None``: clipped to the 2nd-98th percentiles over ``support`` ([n*n]
+    booleans, e.g. where a model has mass), so that far corners do not set the scale; outside the
+    support the map is left blank (grey), since a ratio of two vanishing densities says nothing."""
+    n = int(round(values.numel() ** 0.5))
+    _, X, Y, _ = grid(xlim, ylim, n)
+    v = values.reshape(n, n)
+    inside = v.reshape(-1)[support] if support is not None else v.reshape(-1)
+    lo, hi = (v.max() - span, v.max()) if span else (torch.quantile(inside, 0.02), torch.quantile(inside, 0.98))
+    v = v.clamp(lo, hi)
+    if support is not None:
+        v = torch.where(support.reshape(n, n), v, torch.nan)
+        ax.set_facecolor("0.85")
+    ax.pcolormesh(X, Y, v, cmap=cmap, shading="auto")
+    ax.set(title=title, xlim=xlim, ylim=ylim, aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
+
+
 def sample_grid_density(log_density, n, xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), res=400, seed=0):
     """n samples from the density exp(log_density) restricted to a box: pick grid cells by their
     mass, then a uniform point inside the cell. For densities with no sampler of their own."""
