@@ -44,7 +44,7 @@ def main(argv=None):
     print(f"real, {args.n} training-font images as if samples: " + ", ".join(f"{k} {v:.3f}" for k, v in real_sub.items()))
     main_D = glyph_models.load_model("glyphs_main")
     guide = glyph_models.load_model("glyphs_guide")
-    clf = glyph_models.load_model("glyphs_classifier")
+    clf = glyph_models.load_model("glyphs_classifier") if "cg" in args.guiders else None
     make = {
         "unguided": lambda w: main_D,
         "cfg": lambda w: guiders.CFG(main_D, w),
@@ -53,7 +53,7 @@ def main(argv=None):
         "cg": lambda w: guiders.ClassifierGuidance(main_D, clf.log_prob, w, conditional=True),
     }
     labels = torch.arange(glyph_models.NUM_CLASSES).repeat(args.n // glyph_models.NUM_CLASSES + 1)[: args.n]
-    runs = [("unguided", 1.0)] + [(name, w) for name in args.guiders for w in args.ws]
+    runs = [("unguided", 1.0)] + [(name, w) for w in args.ws for name in args.guiders]
     print(f"{'guider':>13} {'w':>4} {'seed':>4} {'FD':>7} {'prec':>6} {'recall':>6} {'acc':>6} {'seconds':>8}")
     for name, w in runs:
         for seed in args.seeds:
