@@ -170,6 +170,11 @@ class LearningCurve:
         self.rows, self.best, self.best_state = [], None, None
         self.t0 = time.perf_counter()
 
+    def save(self, path, recipe, stopping, command, note):
+        """Write the curve (rows, best step, the recipe and stopping rule, the command that made it) as JSON, atomically."""
+        curve = dict(rows=self.rows, best_step=self.best["step"], recipe=recipe, stopping=stopping, command=command, note=note)
+        checkpoints.atomic_write(Path(path), lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=1)))
+
     def __call__(self, step, model):
         scored = self.scores(model) if self.scores else unguided_scores(model, self.feature_net, **self.kw)
         row = dict(step=step, **scored, seconds=round(time.perf_counter() - self.t0, 1))
@@ -200,10 +205,8 @@ def train_one(name, steps=None, progress=True, curve_path=None):
         if monitor is not None:
             trained.load_state_dict(monitor.best_state)
             if curve_path is not None:
-                curve = dict(rows=monitor.rows, best_step=monitor.best["step"], recipe=DENOISER, stopping=MAIN_CURVE,
-                             command=f"python -m course.digits data --only {name} --force",
-                             note="unguided conditional samples of the EMA, scored against the test split by digits_features")
-                checkpoints.atomic_write(Path(curve_path), lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=1)))
+                monitor.save(curve_path, DENOISER, MAIN_CURVE, f"python -m course.digits data --only {name} --force",
+                             "unguided conditional samples of the EMA, scored against the test split by digits_features")
         return trained
     return train_classifier(model, x, y, spec["steps"] if steps is None else steps, noisy=spec["kind"] == "noisy", progress=progress)
 

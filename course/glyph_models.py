@@ -184,10 +184,8 @@ def train_one(name, steps=None, progress=True, curve_path=None, folder=None, cur
     if monitor is not None:
         trained.load_state_dict(monitor.best_state)
         if curve_path is not None:
-            curve = dict(rows=monitor.rows, best_step=monitor.best["step"], recipe=DENOISER, stopping=stopping,
-                         command=f"python -m course.glyph_models data --only {name} --force",
-                         note="unguided conditional samples of the EMA, scored against the test fonts by glyphs_features")
-            checkpoints.atomic_write(Path(curve_path), lambda tmp: Path(tmp).write_text(json.dumps(curve, indent=1)))
+            monitor.save(curve_path, DENOISER, stopping, f"python -m course.glyph_models data --only {name} --force",
+                         "unguided conditional samples of the EMA, scored against the test fonts by glyphs_features")
     return trained
 
 
