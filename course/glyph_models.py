@@ -100,8 +100,13 @@ GUIDE_FRACTION = 8  # the guide trains for 1/8 of the main model's best step (da
 SPECS = {
     "glyphs_features": (lambda: GlyphClassifier(16), dict(kind="clean", steps=3000)),
     "glyphs_main": (lambda: denoiser(16), dict(kind="denoiser", steps=MAIN_CURVE["max_steps"], curve=True)),
-    "glyphs_guide": (lambda: denoiser(8), dict(kind="denoiser", guide=True)),
+    "glyphs_guide": (lambda: denoiser(8), dict(kind="denoiser", guide=GUIDE_FRACTION)),
     "glyphs_classifier": (lambda: GlyphClassifier(16, noisy=True), dict(kind="noisy", steps=3000)),
+    # The guide-degradation ablation (lesson 6b): one degradation at a time. Smaller only: the
+    # guide's size, trained as long as the main model; shorter only: the main model's size, 1/8
+    # of its steps.
+    "glyphs_guide_smaller": (lambda: denoiser(8), dict(kind="denoiser", guide=1)),
+    "glyphs_guide_shorter": (lambda: denoiser(16), dict(kind="denoiser", guide=GUIDE_FRACTION)),
 }
 
 
@@ -152,6 +157,25 @@ def unguided_scores(D, feature_net, n=1000, steps=16, seed=0, data=None, referen
     return digits.measure(x, labels, feature_net, data["x_test"], reference=reference)
 
 
+GUIDERS = ("cfg", "autoguidance", "pag", "cg")
+
+
+def guiders(D, D_guide=None, classifier=None):
+    """The four guiders of lessons 2-5 on the glyph models, each a function of w -> a denoiser:
+    CFG (D's labelled and label-dropped outputs), autoguidance (D against ``D_guide``), PAG (identity
+    attention in every self-attention block of D) and CG (D without labels plus w sigma^2 times the
+    noise-aware ``classifier``'s gradient: w = 1 is Bayes' rule, as CFG's w = 1 is the conditional
+    model). w = 1 is the unguided conditional model for the first three."""
+    from . import guiders as g
+
+    made = {"cfg": lambda w: g.CFG(D, w), "pag": lambda w: g.PAG(D, D.attention_blocks(), w)}
+    if D_guide is not None:
+        made["autoguidance"] = lambda w: g.Autoguidance(D, D_guide, w)
+    if classifier is not None:
+        made["cg"] = lambda w: g.ClassifierGuidance(D, classifier.log_prob, w)
+    return {name: made[name] for name in GUIDERS if name in made}
+
+
 def train_one(name, steps=None, progress=True, curve_path=None, folder=None, curve=None):
     """Train the glyph model ``name`` of :data:`SPECS` (``steps`` overrides its length; ``curve``
     overrides :data:`MAIN_CURVE`'s entries; ``folder``: where the feature net and the curve are)."""
@@ -167,8 +191,8 @@ def train_one(name, steps=None, progress=True, curve_path=None, folder=None, cur
                   f"{accuracy(model, x, y):.3f} on the training fonts", flush=True)
         return model
     monitor = None
-    if spec.get("guide"):
-        steps = steps or max(1, load_curve(folder)["best_step"] // GUIDE_FRACTION)
+    if spec.get("guide"):  # a fraction of the main model's kept step
+        steps = steps or max(1, load_curve(folder)["best_step"] // spec["guide"])
     stopping = {**MAIN_CURVE, **(curve or {})}
     if spec.get("curve") and steps is None:
         features = load_model("glyphs_features", folder)
