@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from course import digits, glyph_models, glyphs, guiders, metrics, samplers  # noqa: E402
+from course import digits, glyph_models, glyphs, metrics, samplers  # noqa: E402
 
 
 def main(argv=None):
@@ -45,13 +45,7 @@ def main(argv=None):
     main_D = glyph_models.load_model("glyphs_main")
     guide = glyph_models.load_model("glyphs_guide")
     clf = glyph_models.load_model("glyphs_classifier") if "cg" in args.guiders else None
-    make = {
-        "unguided": lambda w: main_D,
-        "cfg": lambda w: guiders.CFG(main_D, w),
-        "autoguidance": lambda w: guiders.Autoguidance(main_D, guide, w),
-        "pag": lambda w: guiders.PAG(main_D, main_D.attention_blocks(), w),
-        "cg": lambda w: guiders.ClassifierGuidance(main_D, clf.log_prob, w, conditional=True),
-    }
+    make = {"unguided": lambda w: main_D, **glyph_models.guiders(main_D, guide, clf)}
     labels = torch.arange(glyph_models.NUM_CLASSES).repeat(args.n // glyph_models.NUM_CLASSES + 1)[: args.n]
     runs = [("unguided", 1.0)] + [(name, w) for w in args.ws for name in args.guiders]
     print(f"{'guider':>13} {'w':>4} {'seed':>4} {'FD':>7} {'prec':>6} {'recall':>6} {'acc':>6} {'seconds':>8}")

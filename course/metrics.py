@@ -86,8 +86,9 @@ def knn_radius(x, k=3):
 
 
 def _knn_radius(x, k):
-    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
-    return torch.cdist(x, x).kthvalue(k + 1, dim=1).values
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded).
+    Rows in blocks of 2048: the [N, N] distance matrix of 11,180 test glyphs would be 1 GB."""
+    return torch.cat([torch.cdist(x[i:i + 2048], x).kthvalue(k + 1, dim=1).values for i in range(0, len(x), 2048)])
 
 
 def precision_recall(real, fake, k=3, real_radius=None):

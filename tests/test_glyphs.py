@@ -126,3 +126,48 @@ def test_load_says_what_is_wrong(tmp_path):
     with pytest.raises(ValueError):
         glyphs.load(tmp_path)
     os.remove(tmp_path / glyphs.FILE_NAME)
+
+
+# --- the sweeps of lesson 6b (course.glyph_sweep), on a tiny scale ---------------------------------------------
+@pytest.fixture
+def tiny_sweep(tmp_path, monkeypatch):
+    """The committed glyph models in a folder of their own, 400 test images, 26 samples of 2 Heun steps."""
+    from course import glyph_models, glyph_sweep
+
+    for name in list(glyph_models.SPECS) + ["glyphs_main_curve"]:
+        src = checkpoints.data_folder() / (f"{name}.json" if name.endswith("curve") else f"{name}.safetensors")
+        if src.exists():
+            (tmp_path / src.name).write_bytes(src.read_bytes())
+    full = glyphs.load()
+    small = {**full, "x_test": full["x_test"][:400], "y_test": full["y_test"][:400], "font_test": full["font_test"][:400]}
+    monkeypatch.setattr(glyphs, "load", lambda *a, **k: small)
+    monkeypatch.setattr(glyph_models, "load_model", lambda name, folder=None: checkpoints.load(tmp_path / f"{name}.safetensors"))
+    for key, value in dict(SCAN_N=26, SEEDS_N=26, STEPS=2, SEEDS=(1,), SCAN_WS=(2.0, 3.0),
+                           ABLATION={"shorter only": "glyphs_guide"}).items():
+        monkeypatch.setattr(glyph_sweep, key, value)
+    return glyph_sweep, tmp_path
+
+
+def test_glyph_sweep_measures_each_sample_set_once_and_the_lesson_can_read_it(tiny_sweep):
+    glyph_sweep, folder = tiny_sweep
+    if not (folder / "glyphs_classifier.safetensors").exists():
+        pytest.skip("glyphs_classifier is not trained yet (python -m course.glyph_models data --only glyphs_classifier)")
+    logged = []
+    state = glyph_sweep.run(folder, stages=["scan"], log=logged.append)
+    assert len(state["rows"]) == 1 + 4 * 2 and len(logged) == 9, "the scan: the unguided model and 4 guiders x 2 scales"
+    with pytest.raises(RuntimeError, match="incomplete"):
+        glyph_sweep.best_w(state["rows"][:3])
+    best = glyph_sweep.best_w(state["rows"])
+    assert set(best) == {"cfg", "autoguidance", "pag", "cg"} and set(best.values()) <= {2.0, 3.0}
+    state = glyph_sweep.run(folder, stages=["scan", "seeds", "ablation"], share=True, log=logged.append)
+    assert len(logged) == 9 + 5 + 1, "a second run measures only what is missing (5 seed rows, 1 ablation row)"
+    for row in state["rows"]:
+        assert all(np.isfinite(row[k]) for k in ("fd", "precision", "recall", "accuracy")), row
+    out = glyph_sweep.load(folder)
+    f, predicted, requested = out["features"]["cfg@2"]
+    assert f.shape == (26, 128) and predicted.shape == requested.shape == (26,)
+    scan_row = next(r for r in state["rows"] if r["stage"] == "scan" and r["guider"] == "cfg" and r["w"] == 2.0)
+    assert abs((predicted == requested).double().mean().item() - scan_row["accuracy"]) < 1e-9, \
+        "the kept features must be the ones the scan's scores came from"
+    with pytest.raises(FileNotFoundError, match="python -m course.glyph_sweep data"):
+        glyph_sweep.load(folder / "nowhere")
