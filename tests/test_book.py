@@ -21,7 +21,7 @@ def toc_files():
 
 def test_every_lesson_is_in_the_table_of_contents_in_order():
     lessons = [p.stem for p in lesson_files()]
-    listed = [f for f in toc_files() if re.match(r"\d\d_", f)]
+    listed = [f for f in toc_files() if re.match(r"\d\d[a-z]?_", f)]
     assert listed == lessons, f"_toc.yml lists {listed}; notebooks/ has lessons {lessons}"
     assert {"notation", "course_map"} <= set(toc_files()), "the reference pages must be in the book"
 
@@ -119,3 +119,18 @@ def test_the_repository_cites_papers_not_the_shared_reference_file():
     offenders = [f"{p.relative_to(ROOT)}:{i + 1}" for p in files if p.name != "test_book.py"
                  for i, line in enumerate(p.read_text().splitlines()) if re.search(r"REFERENCE(\.md| section)", line)]
     assert not offenders, f"cite the paper or the lesson instead of the shared REFERENCE file: {offenders}"
+
+
+def test_no_lesson_repeats_a_cell_or_a_heading():
+    """A botched edit once left lesson 5 with its Figure 2 section twice (one copy redrawing Figure
+    5.1): the reader saw a heading and a caption twice, and the book paid for an ODE solve twice."""
+    for path in lesson_files():
+        nb = jupytext.read(path)
+        seen = {}
+        for i, cell in enumerate(nb.cells):
+            text = cell.source.strip()
+            assert len(text) < 40 or text not in seen, f"{path.name}: cell {i} repeats cell {seen.get(text)}: {text[:60]!r}"
+            seen.setdefault(text, i)
+        headings = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines() if line.startswith("#")]
+        twice = sorted({h for h in headings if headings.count(h) > 1})
+        assert not twice, f"{path.name}: headings that appear twice: {twice}"
