@@ -54,7 +54,7 @@ json.dump(dict(cells=cells, error=error), open(out, "w"))
 
 
 def lessons(only=None):
-    paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.md"))
+    paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]*_*.md"))
     if only:
         paths = [p for p in paths if any(p.name.startswith(o) for o in only)]
     return paths

@@ -86,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium")
     args = ap.parse_args(argv)
     html = Path(args.html).resolve()
-    pages = sorted(html.glob("[0-9][0-9]_*.html")) + [html / f"{p}.html" for p in ("index", "notation", "course_map")]
+    pages = sorted(html.glob("[0-9][0-9]*_*.html")) + [html / f"{p}.html" for p in ("index", "notation", "course_map")]
     pages = [p for p in pages if p.exists()]
     if not pages:
         print(f"error: no lesson pages in {html}; build the book first (make book or make book-fast)", file=sys.stderr)

@@ -8,8 +8,8 @@ NOTEBOOKS = ROOT / "notebooks"
 
 
 def lesson_files():
-    """Every lesson: notebooks/NN_*.md, in order."""
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.md"))
+    """Every lesson: notebooks/NN_*.md (and NNb_*.md, a lesson added between two), in order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.md"))
 
 
 @pytest.fixture

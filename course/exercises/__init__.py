@@ -56,6 +56,7 @@ EXERCISES = [
     Exercise("lesson04", "self_attention", 2, "Self-attention and PAG's identity attention"),
     Exercise("lesson05", "autoguidance", 1, "Autoguidance"),
     Exercise("lesson06", "mask_logits", 2, "Random masking of attention logits (PAG ablation)"),
+    Exercise("lesson06b", "font_split", 2, "A held-out split by font, to choose w on"),
     Exercise("lesson08", "apg_project", 2, "APG's parallel / orthogonal split of the guidance update"),
     Exercise("lesson08", "cfg_zero_scale", 1, "CFG-Zero*'s optimised scale s*"),
     Exercise("lesson08", "region_loss", 2, "Steer samples with a loss on the x0 estimate"),
