@@ -53,9 +53,11 @@ def labels_for(n):
 
 
 @torch.no_grad()  # not inference_mode: classifier guidance takes a gradient inside (torch.enable_grad)
-def generate(D, n, seed, steps=STEPS, chunk=CHUNK):
-    """n samples [n, 1, 32, 32] of D for :func:`labels_for` (n), from seeded noise; sampled
-    ``chunk`` at a time (each row's path depends only on its own noise: the guiders are row-wise)."""
+def generate(D, n, seed, steps=None, chunk=None):
+    """n samples [n, 1, 32, 32] of D for :func:`labels_for` (n), from seeded noise, with ``steps``
+    Heun steps (default :data:`STEPS`); sampled ``chunk`` at a time (default :data:`CHUNK`; each
+    row's path depends only on its own noise: the guiders are row-wise)."""
+    steps, chunk = steps or STEPS, chunk or CHUNK
     y = labels_for(n)
     g = torch.Generator().manual_seed(seed)
     sigmas = samplers.edm_sigmas(steps, sigma_max=80.0)
