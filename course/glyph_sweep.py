@@ -217,18 +217,17 @@ def run(folder, stages=("scan", "seeds", "ablation"), force=False, share=False, 
                 checkpoints.atomic_write(npz, lambda tmp: _savez(tmp, arrays))
         log(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
 
-    if "scan" in stages:
+    while "scan" in stages:
         measure("scan", "unguided", 1.0, 0, SCAN_N, keep=True)
         for name in glyph_models.GUIDERS:
             for w in SCAN_WS:
                 measure("scan", name, w, 0, SCAN_N, keep=True)
+        try:
+            best_w(current()["rows"])
+            break
+        except RuntimeError:  # sharing: others are measuring the last scan sets (or died: then we take them over)
+            time.sleep(10)
     if "seeds" in stages or "ablation" in stages:
-        while share and "scan" in stages:  # the others' last scan sets are still being measured: wait for them
-            try:
-                best_w(current()["rows"])
-                break
-            except RuntimeError:
-                time.sleep(10)
         best = best_w(current()["rows"])
         for seed in SEEDS:
             if "seeds" in stages:
@@ -256,8 +255,8 @@ def best_w(rows, scan_ws=None):
     scan = [r for r in rows if r["stage"] == "scan"]
     best = {}
     for name in glyph_models.GUIDERS:
-        mine = [r for r in scan if r["guider"] == name]
-        if {r["w"] for r in mine} < set(scan_ws):
+        mine = [r for r in scan if r["guider"] == name and r["w"] in scan_ws]
+        if {r["w"] for r in mine} != set(scan_ws):
             raise RuntimeError(f"the scan of {name} is incomplete ({len(mine)} of {len(scan_ws)} scales): "
                                "run python -m course.glyph_sweep data --stages scan first")
         best[name] = min(mine, key=lambda r: r["fd"])["w"]
