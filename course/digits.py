@@ -241,11 +241,18 @@ def measure(samples, requested, feature_net, x_test, k=3, reference=None):
     part, precomputed by :func:`reference_of` (then ``x_test`` is not used)."""
     samples = samples.clamp(-1, 1)
     ref = reference if reference is not None else reference_of(feature_net, x_test, k)
-    f_gen = features_of(feature_net, samples).double()
-    fd = metrics.frechet_distance(*metrics.feature_statistics(f_gen), *ref["stats"])
-    precision, recall = metrics.precision_recall(ref["features"], f_gen, k=ref["k"], real_radius=ref["radius"])
-    accuracy = (feature_net(samples).argmax(1) == requested).double().mean().item()
-    return dict(fd=fd, precision=precision, recall=recall, accuracy=accuracy)
+    predicted = feature_net(samples).argmax(1)
+    return scores(features_of(feature_net, samples), predicted, requested, ref)
+
+
+def scores(features, predicted, requested, reference):
+    """What :func:`measure` returns, from the samples' features [N, F] and the feature net's
+    predicted classes [N]: FD, k-NN precision and recall against ``reference`` (:func:`reference_of`)
+    and the fraction predicted as requested."""
+    f = features.double()
+    fd = metrics.frechet_distance(*metrics.feature_statistics(f), *reference["stats"])
+    precision, recall = metrics.precision_recall(reference["features"], f, k=reference["k"], real_radius=reference["radius"])
+    return dict(fd=fd, precision=precision, recall=recall, accuracy=(predicted == requested).double().mean().item())
 
 
 def load_curve(folder=None):

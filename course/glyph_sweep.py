@@ -73,16 +73,6 @@ def features_of(samples, feature_net):
     return f, feature_net.head(f).argmax(1)
 
 
-def scores(features, predicted, requested, reference):
-    """FD, precision, recall against ``reference`` (:func:`course.digits.reference_of`) and the class accuracy."""
-    from . import metrics
-
-    f = features.double()
-    fd = metrics.frechet_distance(*metrics.feature_statistics(f), *reference["stats"])
-    precision, recall = metrics.precision_recall(reference["features"], f, k=reference["k"], real_radius=reference["radius"])
-    return dict(fd=fd, precision=precision, recall=recall, accuracy=(predicted == requested).double().mean().item())
-
-
 def load(folder=None):
     """The sweeps: dict with ``rows`` (one per sample set: stage, guider, w, seed, n, fd, precision,
     recall, accuracy, seconds), ``best_w`` (per guider, from the scan), ``settings`` and ``command``;
@@ -204,7 +194,7 @@ def run(folder, stages=("scan", "seeds", "ablation"), force=False, share=False, 
         t0 = time.perf_counter()
         x, y = generate(denoiser or make[guider](w), n, seed)
         f, pred = features_of(x, feature_net)
-        row = dict(stage=stage, guider=guider, w=w, seed=seed, n=n, **extra, **scores(f, pred, y, reference),
+        row = dict(stage=stage, guider=guider, w=w, seed=seed, n=n, **extra, **digits.scores(f, pred, y, reference),
                    seconds=round(time.perf_counter() - t0, 1), threads=torch.get_num_threads())
         with _locked(folder):  # read, add, write: the other processes' rows are kept
             state = current()
