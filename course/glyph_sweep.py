@@ -35,11 +35,11 @@ import torch
 
 from . import checkpoints, digits, glyph_models, glyphs, samplers
 
-SCAN_WS = (2.0, 3.0, 4.0)
+SCAN_WS = (2.0, 3.0, 4.0, 6.0)  # every guider (6: CG's FD still fell at 4, the end of the first scan)
+SCAN_WS_MORE = {"cg": (8.0, 12.0)}  # and CG's still fell at 6: its scan goes on until FD turns
 SCAN_N = 520  # 20 of each letter
 SEEDS = (1, 2, 3)
-SEEDS_N = 520  # 20 of each letter. 1040 is the aim (40 of each: FD's bias and spread both shrink); at 1040 the
-# seeds stage is about 2.7 hours of two one-thread processes (measured rates), more than one session had
+SEEDS_N = 1040  # 40 of each letter: FD's bias and spread both shrink with n (520 gave the first table)
 STEPS = 16
 # The guide degraded one way at a time; both ways is the committed guide (the scan's autoguidance rows).
 ABLATION = {"smaller only": "glyphs_guide_smaller", "shorter only": "glyphs_guide_shorter"}
@@ -141,7 +141,7 @@ def run(folder, stages=("scan", "seeds", "ablation"), force=False, share=False, 
     docstring); ``share``: take turns with other processes run alike. Returns the file's contents."""
     folder = Path(folder)
     path, npz = folder / "glyphs_sweep.json", folder / "glyphs_sweep.npz"
-    settings = dict(scan_ws=SCAN_WS, scan_n=SCAN_N, seeds=SEEDS, seeds_n=SEEDS_N, steps=STEPS,
+    settings = dict(scan_ws=SCAN_WS, scan_ws_more=SCAN_WS_MORE, scan_n=SCAN_N, seeds=SEEDS, seeds_n=SEEDS_N, steps=STEPS,
                     sampler="EDM Heun, sigma 80 -> 0.002, rho 7", reference="test fonts")
 
     def current():
@@ -210,7 +210,7 @@ def run(folder, stages=("scan", "seeds", "ablation"), force=False, share=False, 
     while "scan" in stages:
         measure("scan", "unguided", 1.0, 0, SCAN_N, keep=True)
         for name in glyph_models.GUIDERS:
-            for w in SCAN_WS:
+            for w in scan_ws_of(name):
                 measure("scan", name, w, 0, SCAN_N, keep=True)
         try:
             best_w(current()["rows"])
@@ -235,19 +235,31 @@ def run(folder, stages=("scan", "seeds", "ablation"), force=False, share=False, 
             measure("ablation", "autoguidance", w, 0, SCAN_N, denoiser=glyph_models.guiders(D, g)["autoguidance"](w),
                     guide=label, guide_parameters=sum(p.numel() for p in g.parameters()),
                     guide_steps=glyph_models.load_curve(folder)["best_step"] // glyph_models.SPECS[name][1]["guide"])
-    return current()
+    with _locked(folder):  # the file names this code's settings, even if a process of older settings wrote last
+        state = current()
+        if path.exists() and json.loads(path.read_text()).get("settings") != json.loads(json.dumps(settings)):
+            checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=1)))
+    return state
 
 
-def best_w(rows, scan_ws=None):
-    """{guider: the w of its lowest scan FD}; an error if the scan (of ``scan_ws``, by default
-    :data:`SCAN_WS`; a file's own are in its ``settings``) is incomplete."""
+def scan_ws_of(name, scan_ws=None, more=None):
+    """The scales the scan tries for guider ``name``: ``scan_ws`` (every guider's; default
+    :data:`SCAN_WS`) and ``more[name]`` (default :data:`SCAN_WS_MORE`), sorted."""
     scan_ws = SCAN_WS if scan_ws is None else scan_ws
+    more = SCAN_WS_MORE if more is None else more
+    return tuple(sorted({float(w) for w in scan_ws} | {float(w) for w in more.get(name, ())}))
+
+
+def best_w(rows, scan_ws=None, more=None):
+    """{guider: the w of its lowest scan FD}; an error if the scan (of :func:`scan_ws_of` with
+    ``scan_ws`` and ``more``; a file's own are in its ``settings``) is incomplete."""
     scan = [r for r in rows if r["stage"] == "scan"]
     best = {}
     for name in glyph_models.GUIDERS:
-        mine = [r for r in scan if r["guider"] == name and r["w"] in scan_ws]
-        if {r["w"] for r in mine} != set(scan_ws):
-            raise RuntimeError(f"the scan of {name} is incomplete ({len(mine)} of {len(scan_ws)} scales): "
+        ws = scan_ws_of(name, scan_ws, more)
+        mine = [r for r in scan if r["guider"] == name and r["w"] in ws]
+        if {r["w"] for r in mine} != set(ws):
+            raise RuntimeError(f"the scan of {name} is incomplete ({len(mine)} of {len(ws)} scales): "
                                "run python -m course.glyph_sweep data --stages scan first")
         best[name] = min(mine, key=lambda r: r["fd"])["w"]
     return best

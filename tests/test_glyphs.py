@@ -142,7 +142,7 @@ def tiny_sweep(tmp_path, monkeypatch):
     small = {**full, "x_test": full["x_test"][:400], "y_test": full["y_test"][:400], "font_test": full["font_test"][:400]}
     monkeypatch.setattr(glyphs, "load", lambda *a, **k: small)
     monkeypatch.setattr(glyph_models, "load_model", lambda name, folder=None: checkpoints.load(tmp_path / f"{name}.safetensors"))
-    for key, value in dict(SCAN_N=26, SEEDS_N=26, STEPS=2, SEEDS=(1,), SCAN_WS=(2.0, 3.0),
+    for key, value in dict(SCAN_N=26, SEEDS_N=26, STEPS=2, SEEDS=(1,), SCAN_WS=(2.0, 3.0), SCAN_WS_MORE={"cg": (4.0,)},
                            ABLATION={"shorter only": "glyphs_guide"}).items():
         monkeypatch.setattr(glyph_sweep, key, value)
     return glyph_sweep, tmp_path
@@ -154,13 +154,16 @@ def test_glyph_sweep_measures_each_sample_set_once_and_the_lesson_can_read_it(ti
         pytest.skip("glyphs_classifier is not trained yet (python -m course.glyph_models data --only glyphs_classifier)")
     logged = []
     state = glyph_sweep.run(folder, stages=["scan"], log=logged.append)
-    assert len(state["rows"]) == 1 + 4 * 2 and len(logged) == 9, "the scan: the unguided model and 4 guiders x 2 scales"
+    assert len(state["rows"]) == 1 + 4 * 2 + 1 and len(logged) == 10, \
+        "the scan: the unguided model, 4 guiders x 2 scales, and CG at its one more scale"
+    assert state["settings"]["scan_ws_more"] == {"cg": (4.0,)}
     with pytest.raises(RuntimeError, match="incomplete"):
         glyph_sweep.best_w(state["rows"][:3])
     best = glyph_sweep.best_w(state["rows"])
-    assert set(best) == {"cfg", "autoguidance", "pag", "cg"} and set(best.values()) <= {2.0, 3.0}
+    assert set(best) == {"cfg", "autoguidance", "pag", "cg"} and set(best.values()) <= {2.0, 3.0, 4.0}
+    assert best["pag"] != 4.0, "a scale only CG's scan tries is never another guider's best"
     state = glyph_sweep.run(folder, stages=["scan", "seeds", "ablation"], share=True, log=logged.append)
-    assert len(logged) == 9 + 5 + 1, "a second run measures only what is missing (5 seed rows, 1 ablation row)"
+    assert len(logged) == 10 + 5 + 1, "a second run measures only what is missing (5 seed rows, 1 ablation row)"
     for row in state["rows"]:
         assert all(np.isfinite(row[k]) for k in ("fd", "precision", "recall", "accuracy")), row
     out = glyph_sweep.load(folder)
