@@ -163,15 +163,16 @@ def mixture(name):
     return makers[name]()
 
 
-def train_one(name, steps=None, progress=True, batch=2048, seed=None):
+def train_one(name, steps=None, progress=True, batch=2048, seed=None, **changes):
     """Train the toy model ``name`` of :data:`SPECS` (``steps`` overrides its training length;
     ``seed``, if given, seeds the initialisation and the batches: another seed, another model of
-    the same recipe)."""
+    the same recipe). ``changes``: other settings of :func:`course.training.train` that differ from
+    the recipe's (e.g. ``label_dropout=0.5``, ``drop=`` a learner's label dropout)."""
     data, make, settings = SPECS[name]
     if seed is not None:
         torch.manual_seed(seed)
         settings = {**settings, "seed": seed}
-    gm, model, settings = mixture(data), make(), dict(settings)
+    gm, model, settings = mixture(data), make(), {**settings, **changes}
     batch = settings.pop("batch", batch)
     if steps is not None:
         settings["steps"] = steps

@@ -146,7 +146,7 @@ class PowerEMA(EMA):
 
 def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropout=0.0, ema=0.99,
           seed=0, progress=True, loss_kwargs=None, abar=None, mixture=None, ema_std=None, betas=(0.9, 0.999),
-          monitor=None, monitor_every=1000):
+          monitor=None, monitor_every=1000, drop=drop_labels):
     """Train ``model`` with Adam and the autoguidance paper's schedule lr / sqrt(max(step/512, 1)).
 
     loss: "edm" (model is a denoiser D), "eps" (an eps-network; pass ``abar``) or "exact" (a
@@ -155,7 +155,8 @@ def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropou
     ``ema_std`` (the paper's toy: 0.010), which takes precedence. ``betas``: Adam's (the paper's
     toy uses (0.9, 0.99)). ``monitor(step, model)``, if given, is called every ``monitor_every``
     steps with the model to sample from (the EMA copy); training stops early when it returns True.
-    Returns the EMA copy (the one to sample from; the model itself if there is no EMA) and the
+    ``drop(y, label_dropout, generator)``: the label dropout (default :func:`drop_labels`; a lesson
+    passes a learner's own). Returns the EMA copy (the one to sample from; the model itself if there is no EMA) and the
     list of losses.
     """
     if loss not in ("edm", "eps", "exact"):
@@ -172,7 +173,7 @@ def train(model, draw, loss="edm", steps=2000, batch=1024, lr=1e-2, label_dropou
     model.train()
     for step in tqdm(range(steps), disable=not progress, desc="training", mininterval=1.0):
         x0, y = draw(batch, g)
-        y = drop_labels(y, label_dropout, g)
+        y = drop(y, label_dropout, g) if y is not None and label_dropout > 0 else y
         if loss == "edm":
             value = edm_loss(model, x0, y, generator=g, **(loss_kwargs or {}))
         elif loss == "exact":

@@ -71,6 +71,16 @@ def test_every_figure_has_a_title_and_a_caption():
                     f"{path.name}, cell {i}: a figure must be followed by its caption ('**Figure N.M.** ...')"
 
 
+def test_figure_numbers_are_the_lessons_own_and_in_order():
+    """Lesson N's captions are Figure N.1, N.2, ... in order, each number once."""
+    for path in lesson_files():
+        number = path.stem.split("_")[0].lstrip("0") or "0"
+        found = re.findall(r"^\*\*Figure ([0-9a-z]+)\.([0-9]+)\.\*\*", path.read_text(), flags=re.M)
+        assert all(n == number for n, _ in found), f"{path.name}: a caption numbered for another lesson: {found}"
+        assert [int(k) for _, k in found] == list(range(1, len(found) + 1)), \
+            f"{path.name}: captions numbered {[f'{n}.{k}' for n, k in found]}; expected {number}.1, {number}.2, ... in order"
+
+
 def test_a_save_without_edits_changes_nothing(tmp_path):
     """JupyterLab saves a lesson through jupytext: with the folder's jupytext.toml, the text that
     comes back from a notebook round trip is the text that went in (no version stamp)."""

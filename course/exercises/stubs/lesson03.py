@@ -22,6 +22,13 @@ HINTS = {
         'coefficients agree.',
         'Write each as a D_c + b D_u and match the coefficient of D_c (the other then matches by itself).',
     ),
+    'drop_labels': (
+        'Label dropout decides, for each training example on its own, whether the network sees its label '
+        'or the null label (-1) - so that one network learns both D_c and D_u.',
+        'One uniform random number per label, drawn from the generator you are given (so that the same '
+        'generator state gives the same labels); compare each with p; a boolean mask then chooses between '
+        'the label and -1. Return a new tensor: the caller still needs its own labels.',
+    ),
 }
 
 
@@ -41,3 +48,12 @@ def cfg_original(D_u, D_c, w_original):
 def original_to_lerp(w_original):
     """The w of `cfg` that gives the same output as `cfg_original` with w_original."""
     raise NotImplementedError("not written yet; stuck? HINTS['original_to_lerp'] at the top of this file")
+
+
+def drop_labels(y, p, generator=None):
+    """Label dropout (CFG's training): each label, independently, becomes the null label -1 with probability p.
+
+    Args: y [N] int64 class labels; p a probability in [0, 1]; generator a torch.Generator (or None).
+    Returns: [N] int64, a new tensor (y is not changed). p = 0 returns the labels unchanged, p = 1 all -1.
+    """
+    raise NotImplementedError("not written yet; stuck? HINTS['drop_labels'] at the top of this file")
