@@ -56,6 +56,7 @@ EXERCISES = [
     Exercise("lesson03", "drop_labels", 2, "Label dropout: one network for D_c and D_u"),
     Exercise("lesson04", "self_attention", 2, "Self-attention and PAG's identity attention"),
     Exercise("lesson05", "autoguidance", 1, "Autoguidance"),
+    Exercise("lesson05", "interval_scale", 2, "A guidance interval: when to guide, and what 'not guiding' is"),
     Exercise("lesson06", "mask_logits", 2, "Random masking of attention logits (PAG ablation)"),
     Exercise("lesson06b", "font_split", 2, "A held-out split by font, to choose w on"),
     Exercise("lesson07", "interval_calls", 2, "What a guidance interval saves: network calls per image"),
