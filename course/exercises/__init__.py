@@ -55,6 +55,7 @@ EXERCISES = [
     Exercise("lesson03", "original_to_lerp", 1, "Converting between CFG conventions"),
     Exercise("lesson03", "drop_labels", 2, "Label dropout: one network for D_c and D_u"),
     Exercise("lesson04", "self_attention", 2, "Self-attention and PAG's identity attention"),
+    Exercise("lesson04", "pag_cfg", 1, "PAG and CFG as one guider"),
     Exercise("lesson05", "autoguidance", 1, "Autoguidance"),
     Exercise("lesson05", "interval_scale", 2, "A guidance interval: when to guide, and what 'not guiding' is"),
     Exercise("lesson06", "mask_logits", 2, "Random masking of attention logits (PAG ablation)"),
