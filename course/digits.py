@@ -219,7 +219,6 @@ def load_model(name, folder=None):
 
 
 @torch.no_grad()
-@torch.no_grad()
 def features_of(feature_net, x, batch=1024):
     """feature_net.features(x) [N, F], computed ``batch`` images at a time: the same numbers, and the
     memory of one batch (31,720 glyphs at once held about 2 GB per convolution layer)."""
@@ -253,6 +252,24 @@ def scores(features, predicted, requested, reference):
     fd = metrics.frechet_distance(*metrics.feature_statistics(f), *reference["stats"])
     precision, recall = metrics.precision_recall(reference["features"], f, k=reference["k"], real_radius=reference["radius"])
     return dict(fd=fd, precision=precision, recall=recall, accuracy=(predicted == requested).double().mean().item())
+
+
+# What a stored measurement of digit samples depends on (course.measured): the committed models and
+# the code that samples, guides and scores them (paths relative to the package).
+MEASURED_SOURCES = ("samplers.py", "guiders.py", "alternatives.py", "schedules.py", "attention.py", "conversions.py",
+                    "digits.py", "metrics.py", "imagenet/edm2.py")
+
+
+def measurement_store(folder=None, record=None):
+    """The :class:`course.measured.Store` of digit measurements, ``data/digits_measured.json``: the
+    scores of sample sets drawn from the committed models, under a fingerprint of those models and
+    of :data:`MEASURED_SOURCES`, so a retrained model or changed sampler is measured again, live."""
+    from . import measured
+
+    folder = Path(folder or checkpoints.data_folder())
+    package = Path(__file__).resolve().parent
+    files = [folder / f"{name}.safetensors" for name in sorted(SPECS)] + [package / s for s in MEASURED_SOURCES]
+    return measured.Store(folder / "digits_measured.json", measured.fingerprint(*files), record=record)
 
 
 def load_curve(folder=None):
