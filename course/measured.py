@@ -18,10 +18,12 @@ the file is tested every time the lesson runs.
 """
 import ast
 import hashlib
+import io
 import json
 import math
 import os
 import time
+import tokenize
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,20 +34,25 @@ RECORD_COMMAND = "python benchmarks/book.py --record --only <lesson number>"
 
 
 def _code(path):
-    """A Python file's syntax tree without docstrings: what it computes, not how it is commented."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    for node in ast.walk(tree):
+    """A Python file's code without its comments and docstrings, whitespace collapsed: what it
+    computes, as the same text on every Python version (syntax trees and token streams are not)."""
+    source = path.read_text()
+    docstring_lines = set()
+    for node in ast.walk(ast.parse(source, filename=str(path))):
         body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree).encode()
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            docstring_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+    comment_at = {tok.start[0]: tok.start[1] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                  if tok.type == tokenize.COMMENT}
+    kept = [line[:comment_at.get(i, len(line))] for i, line in enumerate(source.splitlines(), 1) if i not in docstring_lines]
+    return " ".join(" ".join(kept).split()).encode()
 
 
 def fingerprint(*paths):
-    """sha256 (hex, 16 characters) of the named files, in the order given: a .py file by its code (its
-    syntax tree without comments and docstrings, so that rewording one keeps the store), any
-    other file by its bytes. A missing file is an error."""
+    """sha256 (hex, 16 characters) of the named files, in the order given: a .py file by its code
+    (without comments, docstrings and layout, so that rewording one keeps the store), any other
+    file by its bytes. A missing file is an error."""
     h = hashlib.sha256()
     for p in map(Path, paths):
         if not p.is_file():
