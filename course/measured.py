@@ -82,6 +82,7 @@ class Store:
         self.record = os.environ.get(RECORD_ENV, "") not in ("", "0") if record is None else bool(record)
         self.stored, self.live, self.live_seconds, self.saved_seconds = 0, 0, 0.0, 0.0
         self.rows = {}
+        self._served = set()
         self.recorded_on = None
         if self.path is not None and self.path.exists():
             try:
@@ -98,8 +99,10 @@ class Store:
     def __call__(self, key, measure):
         k = _key(key)
         if k in self.rows:
-            self.stored += 1
-            self.saved_seconds += self.rows[k].get("seconds", 0.0)
+            if k not in self._served:  # a set asked for twice would have been drawn once: count it once
+                self._served.add(k)
+                self.stored += 1
+                self.saved_seconds += self.rows[k].get("seconds", 0.0)
             return dict(self.rows[k]["scores"])
         t0 = time.perf_counter()
         scores = measure()
@@ -132,7 +135,7 @@ class Store:
     def summary(self):
         """One line for the lesson's output: how much came from the store and how much was measured now."""
         where = f" (recorded {self.recorded_on})" if self.recorded_on else ""
-        return (f"{self.stored} measurement(s) from {self.path.name if self.path else 'no store'}{where}, "
+        return (f"{self.stored} sample set(s) from {self.path.name if self.path else 'no store'}{where}, "
                 f"saving {self.saved_seconds:.0f} s of sampling; {self.live} measured now ({self.live_seconds:.0f} s)")
 
     def _write(self):

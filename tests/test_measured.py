@@ -42,12 +42,14 @@ def test_record_then_read_then_stale(tmp_path):
     again = measured.Store(path, "fp1", record=False)
     assert again(key, m) == scores() and m.calls == 1, "a stored key under the same fingerprint is not measured again"
     assert again.stored == 1 and again.live == 0
+    again(key, m)
+    assert again.stored == 1, "a stored set asked for twice is counted (and its seconds saved) once"
     assert again(dict(key, seed=1), m) == scores() and m.calls == 2, "a key never recorded is measured live"
     stale = measured.Store(path, "fp2", record=False)
     stale(key, m)
     assert m.calls == 3, "a changed fingerprint (retrained model, changed sampler) measures live"
     assert json.loads(path.read_text())["fingerprint"] == "fp1", "without record the file is not written"
-    assert "1 measurement(s) from store.json" in again.summary()
+    assert "1 sample set(s) from store.json" in again.summary()
 
 
 def test_not_recording_never_writes_and_no_path_stores_nothing(tmp_path):
