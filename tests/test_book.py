@@ -71,6 +71,16 @@ def test_every_figure_has_a_title_and_a_caption():
                     f"{path.name}, cell {i}: a figure must be followed by its caption ('**Figure N.M.** ...')"
 
 
+def test_no_code_cell_is_swallowed_by_a_directive():
+    """Every code-cell fence in a lesson's text is a code cell of the notebook: an unclosed dropdown
+    (say, ':::' with text after it on the same line) turns the cells below it into markdown, which
+    nothing executes and the book build only warns about."""
+    for path in lesson_files():
+        fences = len(re.findall(r"^```\{code-cell\}", path.read_text(), flags=re.M))
+        cells = sum(c.cell_type == "code" for c in jupytext.read(path).cells)
+        assert cells == fences, f"{path.name}: {fences} code-cell fences but {cells} code cells: is a ':::' directive left open?"
+
+
 def test_figure_numbers_are_the_lessons_own_and_in_order():
     """Lesson N's captions are Figure N.1, N.2, ... in order, each number once."""
     for path in lesson_files():
