@@ -282,14 +282,17 @@ def test_grade_many_learners_into_one_csv(tmp_path):
     for learner, source in (("ada", solution_path("lesson03").read_text()), ("bob", "def cfg(D_u, D_c, w):\n    return D_c\n")):
         (tmp_path / "subs" / learner).mkdir(parents=True)
         (tmp_path / "subs" / learner / "lesson03.py").write_text(source)
-    from course.exercises import isolation
+    from course.exercises import EXERCISES, isolation
 
     out = subprocess.run([sys.executable, "-m", "course.grade", "--many", str(tmp_path / "subs"), "--lesson", "lesson03",
                           "--csv", str(tmp_path / "scores.csv"), *([] if isolation.bwrap() else ["--isolation", "process"])],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     rows = (tmp_path / "scores.csv").read_text().splitlines()
-    assert rows[0].startswith("learner,lesson03.cfg,") and rows[1].startswith("ada,1,1,1,3,3") and rows[2].startswith("bob,0,0,0,0,3")
+    points = [e.points for e in EXERCISES if e.lesson == "lesson03"]
+    assert rows[0] == ",".join(["learner", *(f"lesson03.{e.name}" for e in EXERCISES if e.lesson == "lesson03"), "total", "max"]), rows
+    assert rows[1] == ",".join(map(str, ["ada", *points, sum(points), sum(points)])), rows  # the solution earns every point
+    assert rows[2] == ",".join(map(str, ["bob", *[0] * len(points), 0, sum(points)])), rows  # cfg returns D_c: nothing
 
 
 # --- 5. samplers refuse bad schedules and bad denoisers ------------------------------------------------------------
