@@ -50,6 +50,7 @@ EXERCISES = [
     Exercise("lesson01", "ancestral_step", 2, "Algorithm 2: one ancestral sampling step"),
     Exercise("lesson01", "mixture_score", 3, "The exact score of a noisy Gaussian mixture"),
     Exercise("lesson02", "classifier_guidance", 2, "The classifier-guidance step in denoiser form"),
+    Exercise("lesson02", "noise_aware_loss", 2, "The loss that makes a classifier noise-aware"),
     Exercise("lesson03", "cfg", 1, "CFG, lerp convention"),
     Exercise("lesson03", "cfg_original", 1, "CFG, the original convention"),
     Exercise("lesson03", "original_to_lerp", 1, "Converting between CFG conventions"),
