@@ -11,16 +11,8 @@ from course.exercises import EXERCISES, grading
 IDS = [f"{e.lesson}.{e.name}" for e in EXERCISES]
 
 
-@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
-def test_grader_fails_on_the_untouched_stub(ex):
-    r = grading.grade_one(ex, exercises.stub_path(ex.lesson))
-    assert not r.passed and "not written yet" in r.message, r.message
-
-
-@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
-def test_grader_passes_on_the_reference_solution(ex):
-    r = grading.grade_one(ex, exercises.solution_path(ex.lesson))
-    assert r.passed, r.message
+# Every grader failing on its stub and passing on its solution is tested once, through the
+# command a grader runs (test_grade_command_on_*, below): each exercise's row and message.
 
 
 def test_every_exercise_has_stub_solution_and_check():
@@ -136,18 +128,30 @@ def run_grade(*args):
     return subprocess.run([sys.executable, "-m", "course.grade", *args], capture_output=True, text=True, timeout=600)
 
 
+def rows_of(out):
+    """{"lesson03.cfg": (row line, message line under it)} from the grade command's table."""
+    lines = out.stdout.splitlines()
+    names = {f"{ex.lesson}.{ex.name}" for ex in EXERCISES}
+    return {line.split()[0]: (line, lines[i + 1] if i + 1 < len(lines) else "")
+            for i, line in enumerate(lines) if line.split() and line.split()[0] in names}
+
+
 def test_grade_command_on_stubs_reports_every_exercise_failed():
     out = run_grade("--stubs")
-    assert out.returncode == 1
-    lines = out.stdout.splitlines()
-    for ex in EXERCISES:
-        i = next(i for i, l in enumerate(lines) if l.startswith(f"{ex.lesson}.{ex.name} "))
-        assert "FAIL" in lines[i] and "not written yet" in lines[i + 1], lines[i:i + 2]  # the message, under its row
+    assert out.returncode == 1, out.stdout + out.stderr
+    rows = rows_of(out)
+    assert sorted(rows) == sorted(IDS), f"exercises without a row: {sorted(set(IDS) - set(rows))}"
+    wrong = {k: r for k, r in rows.items() if "FAIL" not in r[0] or "not written yet" not in r[1]}
+    assert not wrong, f"these stubs should fail with 'not written yet' under their row: {wrong}"
     assert f"score: 0/{sum(e.points for e in EXERCISES)} points" in out.stdout
 
 
 def test_grade_command_on_solutions_reports_every_exercise_passed():
     out = run_grade("--solutions")
+    rows = rows_of(out)
+    assert sorted(rows) == sorted(IDS), f"exercises without a row: {sorted(set(IDS) - set(rows))}"
+    failed = {k: r for k, r in rows.items() if r[0].split()[-1] != "pass"}
+    assert not failed, f"these reference solutions fail their checks: {failed}"
     assert out.returncode == 0, out.stdout + out.stderr
     total = sum(e.points for e in EXERCISES)
     assert f"score: {total}/{total} points, {len(EXERCISES)}/{len(EXERCISES)} exercises passed" in out.stdout

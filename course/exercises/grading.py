@@ -9,8 +9,10 @@ What the grader guarantees:
   forged message fails that exercise only.
 * Limits: a wall-clock limit per exercise (``timeout``); on Linux and other POSIX systems also CPU
   time, memory (address space) and the size of any file written, including printed output (see
-  :func:`limits`). At the end of each exercise the child's whole process group is killed, so
-  processes it spawned die with it. On Windows only the wall-clock limit applies.
+  :func:`limits`). One child serves the exercises of one lesson file
+  (torch and the file are imported once); after the lesson's last exercise, and after any
+  exercise that timed out or broke the child, its whole process group is killed, so processes it
+  spawned die with it. On Windows only the wall-clock limit applies.
 * The course's own files (checks, reference solutions, every module of the package) are read
   into memory before any learner code runs; after each exercise they are compared with that copy
   and restored if the learner's code changed, added or removed any of them, and that exercise
@@ -42,11 +44,11 @@ PACKAGE = Path(__file__).resolve().parents[1]  # the installed course/ package
 MAX_MESSAGE = 256 * 2**20  # bytes in one message from the child
 
 
-def limits(timeout):
-    """(CPU seconds, memory bytes, file-size bytes) for the child: CPU time a little above the
-    wall-clock limit (importing torch takes a few seconds), 4 GiB of address space beyond what
-    torch itself maps, 16 MiB of output."""
-    return int(timeout) + 30, 4 * 2**30, 16 * 2**20
+def limits(timeout, exercises=1):
+    """(CPU seconds, memory bytes, file-size bytes) for a child that serves ``exercises`` exercises:
+    CPU time a little above the sum of their wall-clock limits (importing torch takes a few
+    seconds), 4 GiB of address space beyond what torch itself maps, 16 MiB of output."""
+    return int(timeout) * exercises + 30, 4 * 2**30, 16 * 2**20
 
 
 @dataclass
@@ -64,17 +66,25 @@ class ChildFailed(Exception):
     """The child process died, timed out or broke the protocol."""
 
 
+class Missing(Exception):
+    """The learner's file defines no function of the exercise's name (the child lives on)."""
+
+
 _SIGNALS = {"SIGXCPU": "the CPU-time limit", "SIGKILL": "a kill (memory?)", "SIGXFSZ": "the output-size limit (16 MiB)",
             "SIGSEGV": "a crash in native code", "SIGABRT": "an abort"}
 
 
 class Child:
-    """One learner function in its own process; ``call(*args, **kwargs)`` runs it there."""
+    """A learner's lesson file in its own process, serving the functions ``names`` (a name or a
+    list). ``begin(name)`` starts an exercise (its function, and a fresh wall-clock deadline);
+    ``call(*args, **kwargs)`` runs that function there."""
 
-    def __init__(self, path, lesson, name, timeout, mode=isolation.PROCESS):
-        cpu, memory, fsize = limits(timeout)
+    def __init__(self, path, lesson, names, timeout, mode=isolation.PROCESS):
+        names = [names] if isinstance(names, str) else list(names)
+        cpu, memory, fsize = limits(timeout, len(names))
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
+        self.name = names[0]
         self.output = tempfile.TemporaryFile()
         self.workdir = self.proc = self.selector = None
         path = Path(path).resolve()
@@ -85,7 +95,7 @@ class Child:
             self.workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
             cwd = isolation.private_copy(path.parent, self.workdir.name)
             path = cwd / path.name
-        cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, name, str(cpu), str(memory), str(fsize)]
+        cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, ",".join(names), str(cpu), str(memory), str(fsize)]
         if mode == isolation.SANDBOX:
             cmd = isolation.command(cmd, cwd)
         kwargs = dict(start_new_session=True) if os.name == "posix" else dict(creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
@@ -103,6 +113,11 @@ class Child:
         except BaseException:
             self.close()  # a child that never became ready (slept at import, blocked on a FIFO) dies here
             raise
+
+    def begin(self, name):
+        """Start the exercise whose function is ``name``: its own wall-clock limit from now."""
+        self.name = name
+        self.deadline = time.monotonic() + self.timeout
 
     def _died(self):
         code = self.proc.wait(timeout=5)
@@ -143,7 +158,7 @@ class Child:
     def call(self, *args, **kwargs):
         """Run the learner's function on these arguments in the child; return its result (decoded here)."""
         callables = []
-        self.send({"call": encode([list(args), kwargs], callables)})
+        self.send({"name": self.name, "call": encode([list(args), kwargs], callables)})
         while True:
             message = self.read()
             try:
@@ -164,6 +179,8 @@ class Child:
                         continue
                     self.send({"return": encode(value)})
                     continue
+                if "missing" in message:
+                    raise Missing(str(message["missing"]))
                 if "fatal" in message:
                     raise ChildFailed(str(message["fatal"]))
             except (WireError, KeyError, IndexError, TypeError, ValueError) as err:
@@ -243,32 +260,49 @@ def check_timeout(timeout):
     return value
 
 
-def grade_one(exercise, path, timeout=60.0, guard=None, mode=isolation.PROCESS) -> Result:
-    """Grade one exercise of the learner's file at ``path``: the check runs here, the function there."""
-    child = None
+def grade_lesson(exercises, path, timeout=60.0, guard=None, mode=isolation.PROCESS):
+    """Grade ``exercises`` (all of one lesson) with the learner's file at ``path``: each check runs
+    here, the functions in one child process, started again after an exercise that broke it.
+    Returns a list of :class:`Result`, one per exercise."""
     timeout = check_timeout(timeout)
+    results, child = [], None
     try:
-        child = Child(path, exercise.lesson, exercise.name, timeout, mode)
-        exercise.check(child.call)
-        passed, message = True, ""
-    except NotImplementedError as err:
-        passed, message = False, f"not written yet (it raises NotImplementedError: {err})"
-    except AssertionError as err:
-        passed, message = False, str(err) or "a check failed"
-    except (LearnerRaised, ChildFailed) as err:
-        passed, message = False, str(err)
-    except Exception as err:  # the check itself failed on what the learner returned (e.g. a wrong type)
-        passed, message = False, f"your function's result could not be checked: {type(err).__name__}: {err}"
+        for exercise in exercises:
+            try:
+                if child is None:
+                    child = Child(path, exercise.lesson, [e.name for e in exercises], timeout, mode)
+                child.begin(exercise.name)
+                exercise.check(child.call)
+                passed, message = True, ""
+            except NotImplementedError as err:
+                passed, message = False, f"not written yet (it raises NotImplementedError: {err})"
+            except AssertionError as err:
+                passed, message = False, str(err) or "a check failed"
+            except (LearnerRaised, Missing) as err:
+                passed, message = False, str(err)
+            except ChildFailed as err:  # dead, too slow or broken: the next exercise gets a fresh child
+                passed, message = False, str(err)
+                if child is not None:
+                    child.close()
+                    child = None
+            except Exception as err:  # the check itself failed on what the learner returned (e.g. a wrong type)
+                passed, message = False, f"your function's result could not be checked: {type(err).__name__}: {err}"
+            if guard is not None:
+                touched = guard.restore()
+                if touched:
+                    passed = False
+                    message = (f"your code changed the course's own files ({', '.join(touched[:5])}); they were restored. "
+                               + message).strip()
+            results.append(Result(exercise, passed, message))
     finally:
         if child is not None:
             child.close()
-    if guard is not None:
-        touched = guard.restore()
-        if touched:
-            passed = False
-            message = (f"your code changed the course's own files ({', '.join(touched[:5])}); they were restored. "
-                       + message).strip()
-    return Result(exercise, passed, message)
+    return results
+
+
+def grade_one(exercise, path, timeout=60.0, guard=None, mode=isolation.PROCESS) -> Result:
+    """Grade one exercise of the learner's file at ``path``: the check runs here, the function there."""
+    return grade_lesson([exercise], path, timeout, guard, mode)[0]
 
 
 def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True, isolation_mode=isolation.PROCESS):
@@ -283,14 +317,14 @@ def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True, isola
     timeout = check_timeout(timeout)
     guard = Guard() if guard else None
     results = []
-    for ex in EXERCISES:
-        if lessons and ex.lesson not in lessons:
-            continue
-        path = Path(paths[ex.lesson]) if paths else Path(folder) / f"{ex.lesson}.py"
+    chosen = [ex for ex in EXERCISES if not lessons or ex.lesson in lessons]
+    for lesson in dict.fromkeys(ex.lesson for ex in chosen):  # lesson order, each once
+        mine = [ex for ex in chosen if ex.lesson == lesson]
+        path = Path(paths[lesson]) if paths else Path(folder) / f"{lesson}.py"
         if not path.exists():
-            results.append(Result(ex, False, f"{path} does not exist (open lesson {ex.lesson[-2:]} once to create it)"))
+            results += [Result(ex, False, f"{path} does not exist (open lesson {lesson[-2:]} once to create it)") for ex in mine]
             continue
-        results.append(grade_one(ex, path, timeout, guard, isolation_mode))
+        results += grade_lesson(mine, path, timeout, guard, isolation_mode)
     return results
 
 

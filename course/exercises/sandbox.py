@@ -6,8 +6,12 @@ file, then answers the grader's calls over its standard input and output, one JS
 back the result as plain data. It never judges anything: the grader compares the results with the
 reference in its own process, so nothing this process sends can mark an exercise passed.
 
+One process serves the exercises of one lesson file (``NAMES``, comma-separated): importing
+torch and the learner's file once per lesson rather than once per exercise.
+
 Messages to the grader: {"ready": true} or {"fatal": text} once, then for each call
-{"result": value}, {"raised": type, "message": text}, or {"callback": id, "args": value} when the
+{"name": function, "call": arguments} one of {"result": value}, {"raised": type, "message": text},
+{"missing": text} (the file defines no such function), or {"callback": id, "args": value} when the
 learner's code calls a function the grader passed (the grader answers {"return": value} or
 {"callback_raised": text}).
 """
@@ -60,7 +64,7 @@ def where_in(tb, path):
 
 
 def main(argv):
-    path, lesson, name, cpu, memory, fsize = argv
+    path, lesson, names, cpu, memory, fsize = argv
     # The channel: private copies of stdin/stdout. The learner's print() goes to stderr (a capped
     # file the grader owns) and input() reads nothing, so neither can disturb the messages.
     channel_in = os.fdopen(os.dup(0), "rb")
@@ -103,18 +107,20 @@ def main(argv):
     except BaseException as err:  # a syntax error, an import error, anything at import time
         send({"fatal": f"could not import {path}: {type(err).__name__}: {err}"})
         return
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        send({"fatal": f"{Path(path).name} defines no function named {name}"})
-        return
+    names = set(names.split(","))
     send({"ready": True})
     while True:
         message = receive()
         try:
+            name = message["name"]
             args, kwargs = decode(message["call"], make_callable)
         except (KeyError, TypeError, ValueError, WireError) as err:
             send({"fatal": f"the grader sent a malformed call ({err})"})
             return
+        fn = getattr(module, name, None) if name in names else None
+        if not callable(fn):
+            send({"missing": f"{Path(path).name} defines no function named {name}"})
+            continue
         try:
             result = fn(*args, **kwargs)
         except NotImplementedError as err:
