@@ -8,13 +8,16 @@
 # Variables: PYTHON (the interpreter that creates .venv; 3.10 or newer), TORCH (the torch
 # requirement installed first: pinned, because an unpinned torch pulls a multi-GB CUDA build
 # on Linux), PIP_ARGS (extra pip arguments, e.g. an index for CPU-only torch wheels),
-# COURSE_FAST=1 (fast mode: tiny training, for checking that everything runs).
+# COURSE_FAST=1 (fast mode: tiny training, for checking that everything runs), WORKERS (how many
+# pytest-xdist processes run the tests; default 2, one per core of the machines the course targets;
+# WORKERS=0 runs them in one process).
 
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PIP_ARGS ?=
 PYTEST_ARGS ?=
+WORKERS ?= 2
 EXERCISES ?= notebooks/exercises
 
 ifeq ($(OS),Windows_NT)
@@ -27,7 +30,7 @@ PY := $(BIN)/python
 .PHONY: test book book-clean book-fast screenshots grade lab clean env
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The book caches each lesson's executed outputs (jupyter-cache, keyed on its code cells), so a
 # rebuild re-executes only the lessons whose code changed. The cache cannot see the package or

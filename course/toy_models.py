@@ -200,6 +200,24 @@ def load(name, folder=None):
     return checkpoints.load(Path(folder or checkpoints.data_folder()) / f"{name}.safetensors")
 
 
+# What a stored measurement of toy samples depends on (course.measured): the committed model it
+# samples and the code that samples, guides and scores (paths relative to the package).
+MEASURED_SOURCES = ("samplers.py", "guiders.py", "alternatives.py", "schedules.py", "attention.py", "conversions.py",
+                    "toy_models.py", "mlp.py", "mixtures.py", "presets.py", "evaluation.py", "metrics.py", "checkpoints.py")
+
+
+def measurement_store(models=("moons_attn",), folder=None, record=None):
+    """The :class:`course.measured.Store` of toy measurements, ``data/toy_measured.json``: scores of
+    sample sets drawn from the committed ``models``, under a fingerprint of those models and of
+    :data:`MEASURED_SOURCES` (a retrained model or changed sampler is measured again, live)."""
+    from . import measured
+
+    folder = Path(folder or checkpoints.data_folder())
+    package = Path(__file__).resolve().parent
+    files = [folder / f"{name}.safetensors" for name in sorted(models)] + [package / s for s in MEASURED_SOURCES]
+    return measured.Store(folder / "toy_measured.json", measured.fingerprint(*files), record=record)
+
+
 def main(argv=None):
     checkpoints.retrain_main("course.toy_models", SPECS, train_one, argv)
 

@@ -1,7 +1,14 @@
-"""Shared test helpers."""
+"""Shared test helpers, and how the suite runs in parallel (``make test``: pytest-xdist, two workers)."""
+import os
 from pathlib import Path
 
 import pytest
+
+# Under pytest-xdist every worker, and every process it starts (lesson kernels, graders), uses one
+# thread: two workers of two threads each on two cores would fight over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("COURSE_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -15,3 +22,16 @@ def lesson_files():
 @pytest.fixture
 def fast(monkeypatch):
     monkeypatch.setenv("COURSE_FAST", "1")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "grader: runs the grader (these share one xdist worker, one after another)")
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that run the grader run one after another on one worker: the grader's Guard restores any
+    course file that changes while it grades, and two of these tests have a learner rewrite a check
+    file on purpose - side by side, one test's learner would be blamed (or restored) in another."""
+    for item in items:
+        if item.get_closest_marker("grader"):
+            item.add_marker(pytest.mark.xdist_group("grader"))

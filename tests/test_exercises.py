@@ -8,6 +8,8 @@ import pytest
 from course import exercises
 from course.exercises import EXERCISES, grading
 
+pytestmark = pytest.mark.grader  # see conftest: grader tests share one worker
+
 IDS = [f"{e.lesson}.{e.name}" for e in EXERCISES]
 
 

@@ -11,6 +11,8 @@ import pytest
 from course import grade as grade_cmd
 from course.exercises import EXERCISES, grading, isolation, solution_path
 
+pytestmark = pytest.mark.grader  # see conftest: grader tests share one worker
+
 SANDBOX = isolation.bwrap() is not None
 needs_bwrap = pytest.mark.skipif(not SANDBOX, reason="bubblewrap (apt-get install bubblewrap) is not usable here")
 LESSON03 = solution_path("lesson03").read_text()

@@ -162,6 +162,7 @@ def grade_lesson03(tmp_path, source, timeout=60, guard=False):
     return grading.grade(tmp_path, ["lesson03"], timeout=timeout, guard=guard)
 
 
+@pytest.mark.grader
 def test_grader_cannot_be_fooled_by_a_pickle_or_a_forged_message(tmp_path):
     marker = tmp_path / "pwned"
     evil = f'''
@@ -193,6 +194,7 @@ def original_to_lerp(w):
     assert all(r.message for r in results if not r.passed)
 
 
+@pytest.mark.grader
 def test_grader_restores_the_course_files_a_learner_rewrites(tmp_path):
     check_file = grading.PACKAGE / "exercises" / "checks" / "lesson03.py"
     original = check_file.read_bytes()
@@ -220,6 +222,7 @@ def original_to_lerp(w):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="process groups and rlimits are POSIX")
+@pytest.mark.grader
 def test_grader_kills_what_learner_code_spawns_and_enforces_limits(tmp_path):
     pidfile = tmp_path / "child.pid"
     spawner = f'''
@@ -248,6 +251,7 @@ def original_to_lerp(w):
     assert "output-size limit" in by_name["original_to_lerp"].message, by_name["original_to_lerp"].message
 
 
+@pytest.mark.grader
 def test_malformed_message_fails_that_exercise_only(tmp_path):
     bad = '''
 import os
@@ -266,6 +270,7 @@ def cfg(D_u, D_c, w):
     assert by_name["cfg_original"].passed and by_name["original_to_lerp"].passed
 
 
+@pytest.mark.grader
 def test_grade_command_finds_the_folder_and_shows_expected_vs_got(tmp_path):
     folder = tmp_path / "notebooks" / "exercises"
     folder.mkdir(parents=True)
@@ -278,6 +283,7 @@ def test_grade_command_finds_the_folder_and_shows_expected_vs_got(tmp_path):
     assert nowhere.returncode == 2 and "looked for notebooks/exercises and exercises" in nowhere.stderr
 
 
+@pytest.mark.grader
 def test_grade_many_learners_into_one_csv(tmp_path):
     for learner, source in (("ada", solution_path("lesson03").read_text()), ("bob", "def cfg(D_u, D_c, w):\n    return D_c\n")):
         (tmp_path / "subs" / learner).mkdir(parents=True)

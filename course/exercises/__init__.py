@@ -161,4 +161,11 @@ def pick(mine, name: str):
             chosen.append(decide())
         return chosen[0](*args, **kwargs)
 
+    def uses_reference():
+        """True while the lesson uses the reference solution (yours is not written, or fails its check)."""
+        if not chosen:
+            chosen.append(decide())
+        return chosen[0] is reference
+
+    call.uses_reference = uses_reference
     return call
