@@ -83,6 +83,22 @@ def log_density_map(ax, values, xlim, ylim, title, cmap="viridis", span=8.0, sup
     ax.set(title=title, xlim=xlim, ylim=ylim, aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
 
 
+def cell_map(ax, points, values, lim=((-1.5, 1.5), (-1.5, 1.5)), title=None, cmap="viridis", span=None):
+    """Values of the cells of a square grid (``points`` [n*n, 2], the cells' centres in the order of
+    :class:`course.tilted.TiltedGrid`; ``values`` [n*n] or [n, n], e.g. cell masses or log-masses)
+    as a colour map, shown over ``lim``. ``span``: colours clipped to ``span`` below the top (for
+    log-values: the nats of a density's tail worth seeing)."""
+    n = int(round(points.shape[0] ** 0.5))
+    X, Y = points[:, 0].reshape(n, n), points[:, 1].reshape(n, n)
+    v = torch.as_tensor(values).reshape(n, n)
+    if span is not None:
+        v = v.clamp(min=v.max() - span)
+    ax.pcolormesh(X, Y, v, cmap=cmap, shading="auto")
+    ax.set(xlim=lim[0], ylim=lim[1], aspect="equal", xlabel="$x_1$", ylabel="$x_2$")
+    if title:
+        ax.set_title(title)
+
+
 def sample_grid_density(log_density, n, xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), res=400, seed=0):
     """n samples from the density exp(log_density) restricted to a box: pick grid cells by their
     mass, then a uniform point inside the cell. For densities with no sampler of their own."""

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from course import digits, measured
+from course import digits, measured, toy_models
 
 
 def scores(fd=20.0):
@@ -100,3 +100,12 @@ def test_the_committed_digits_store_is_current():
     store = digits.measurement_store(record=False)
     assert store.rows, (f"{store.path} is missing or stale (its fingerprint is not {store.fingerprint}): "
                         f"record it again with {measured.RECORD_COMMAND.replace('<lesson number>', '06')}")
+
+
+def test_the_committed_toy_store_is_current():
+    """Lesson 8 reads data/toy_measured.json for its sweep on the moons (96 sample sets)."""
+    store = toy_models.measurement_store(record=False)
+    assert store.rows, (f"{store.path} is missing or stale (its fingerprint is not {store.fingerprint}): "
+                        f"record it again with {measured.RECORD_COMMAND.replace('<lesson number>', '08')}")
+    methods = {r["key"]["method"] for r in store.rows.values()}
+    assert len(methods) == 12 and all(r["key"]["impl"] != "yours" for r in store.rows.values()), methods
