@@ -99,6 +99,14 @@ def cell_map(ax, points, values, lim=((-1.5, 1.5), (-1.5, 1.5)), title=None, cma
         ax.set_title(title)
 
 
+def image_grid(images, ncol):
+    """Images [rows * ncol, 1, H, W] in [-1, 1] (clamped) -> one [rows * H, ncol * W] picture for
+    ``ax.imshow`` (with ``cmap="gray_r", vmin=-1, vmax=1``: ink dark)."""
+    h, w = images.shape[-2:]
+    imgs = torch.as_tensor(images).clamp(-1, 1).reshape(-1, ncol, h, w)
+    return imgs.permute(0, 2, 1, 3).reshape(imgs.shape[0] * h, ncol * w)
+
+
 def sample_grid_density(log_density, n, xlim=(-1.5, 1.5), ylim=(-1.5, 1.5), res=400, seed=0):
     """n samples from the density exp(log_density) restricted to a box: pick grid cells by their
     mass, then a uniform point inside the cell. For densities with no sampler of their own."""
