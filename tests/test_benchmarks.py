@@ -42,3 +42,13 @@ def test_timings_merge_per_lesson_and_the_readme_table_is_written_from_them(book
     with pytest.raises(SystemExit, match="no timing block"):
         book.write_readme(readme, timings)
 
+
+
+def test_the_readme_shows_the_benchmarks_table_for_every_lesson(book):
+    """The README's lesson timings are the benchmark's (benchmarks/book_timings.json, written by
+    python benchmarks/book.py --save --readme), for every lesson on disk, never typed by hand."""
+    text = (ROOT / "README.md").read_text()
+    assert book.BEGIN in text and book.END in text, "the README lost its timing block"
+    shown = text.split(book.BEGIN, 1)[1].split(book.END, 1)[0].strip()
+    assert shown == book.readme_table(book.TIMINGS), ("the README's timing table is not the benchmark's: run "
+                                                      "python benchmarks/book.py --readme-only (or measure again with --save --readme)")
