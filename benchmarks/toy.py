@@ -1,6 +1,6 @@
 """Benchmarks of the toy rung (2-D): prints numbers, asserts nothing.
 
-    python benchmarks/toy.py            # everything (about 4 minutes on 2 cores)
+    python benchmarks/toy.py            # everything (about 5 minutes on 2 cores)
     python benchmarks/toy.py --quick    # smaller sizes
 
 1. Exact mixture score: points x components per second, the course's blocked matrix form against
