@@ -265,12 +265,18 @@ def grade_lesson(exercises, path, timeout=60.0, guard=None, mode=isolation.PROCE
     here, the functions in one child process, started again after an exercise that broke it.
     Returns a list of :class:`Result`, one per exercise."""
     timeout = check_timeout(timeout)
-    results, child = [], None
+    results, child, unloadable = [], None, None
     try:
         for exercise in exercises:
             try:
                 if child is None:
-                    child = Child(path, exercise.lesson, [e.name for e in exercises], timeout, mode)
+                    if unloadable is not None:  # the file did not load (or hung loading): it would not now either
+                        raise ChildFailed(unloadable)
+                    try:
+                        child = Child(path, exercise.lesson, [e.name for e in exercises], timeout, mode)
+                    except ChildFailed as err:
+                        unloadable = str(err)
+                        raise
                 child.begin(exercise.name)
                 exercise.check(child.call)
                 passed, message = True, ""
