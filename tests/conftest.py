@@ -1,6 +1,9 @@
 """Shared test helpers, and how the suite runs in parallel (``make test``: pytest-xdist, two workers)."""
+import contextlib
+import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +15,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+
+
+def run_main(main, *argv):
+    """A command's ``main(argv)`` (e.g. course.generate.main for ``python -m course.generate``) run
+    in this interpreter, its output captured: for tests of a command's logic (exit status, messages,
+    files), where a fresh process would only add a torch import. Each command keeps one test that
+    runs it as a real process. Returns (returncode, stdout, stderr) as subprocess.run would."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(map(str, argv)))
+        except SystemExit as stop:  # argparse's usage errors
+            code = stop.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def lesson_files():

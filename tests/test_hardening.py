@@ -17,12 +17,15 @@ from course import checkpoints, guiders, mlp, presets, samplers, training
 from course.exercises import grading, solution_path
 from course.imagenet import loading
 from course.imagenet import presets as imagenet_presets
+from conftest import run_main
 from edm2_format import PlainModuleDict, Persistent, write_edm2_pickle
 from test_imagenet import TINY_EDM2, tiny_edm2, write_edm2_case
 
 
 def conformance(folder):
-    return subprocess.run([sys.executable, "-m", "course.conformance", str(folder)], capture_output=True, text=True, timeout=300)
+    from course import conformance as command
+
+    return run_main(command.main, folder)  # tests/test_imagenet.py runs it as a real process
 
 
 # --- 1. conformance: NaN never passes; broken cases get one line ---------------------------------------
@@ -66,8 +69,9 @@ def test_conformance_fails_on_a_nan_weight_and_on_broken_files_with_one_line(tmp
 
 # --- 2. generate: resume only what the same settings made ------------------------------------------------
 def gen(out, *extra):
-    cmd = [sys.executable, "-m", "course.generate", "adm-icg", "--tiny", "--out", str(out), "--n", "2", "--batch", "1", "--steps", "4", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    from course import generate
+
+    return run_main(generate.main, "adm-icg", "--tiny", "--out", str(out), "--n", "2", "--batch", "1", "--steps", "4", *extra)
 
 
 def test_generate_refuses_to_resume_with_other_settings_and_records_them(tmp_path):
@@ -104,8 +108,9 @@ def test_generate_rejects_bad_arguments_and_leaves_no_folder(tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / imagenet_presets.ADM_UNET).write_bytes(b"not a checkpoint")
-    out = subprocess.run([sys.executable, "-m", "course.generate", "adm-icg", "--out", str(tmp_path / "y"), "--checkpoints", str(ckpt)],
-                         capture_output=True, text=True, timeout=300)
+    from course import generate
+
+    out = run_main(generate.main, "adm-icg", "--out", str(tmp_path / "y"), "--checkpoints", str(ckpt))
     assert out.returncode == 2 and "could not be read" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from course import guiders
+from course import conformance, guiders
 from course.attention import perturb_attention
 from course.imagenet import loading
 from course.imagenet.adm import ADMClassifier, ADMClassifierOnSigma, ADMDenoiser, ADMUNet
 from course.imagenet.edm2 import EDM2Denoiser
-from conftest import ROOT
+from conftest import ROOT, run_main
 from edm2_format import Payload, write_edm2_pickle
 
 SHARED = ROOT.parent / "shared" / "conformance"
@@ -66,7 +66,7 @@ def write_edm2_case(folder, name, model, break_output=None):
 
 def test_conformance_command_reads_any_config_and_can_fail(tmp_path):
     write_edm2_case(tmp_path, "tiny", tiny_edm2())
-    run = lambda: subprocess.run([sys.executable, "-m", "course.conformance", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    run = lambda: run_main(conformance.main, tmp_path)  # in this interpreter; the test above runs the real process
     out = run()
     assert out.returncode == 0 and "D_pag_all" in out.stdout, out.stdout + out.stderr
     write_edm2_case(tmp_path, "tiny", tiny_edm2(), break_output="D")
@@ -74,7 +74,7 @@ def test_conformance_command_reads_any_config_and_can_fail(tmp_path):
     assert out.returncode == 1 and "FAIL" in out.stdout
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert subprocess.run([sys.executable, "-m", "course.conformance", str(empty)], capture_output=True, timeout=120).returncode == 2
+    assert run_main(conformance.main, empty).returncode == 2
 
 
 def test_edm2_pickle_in_the_release_format_loads_safely(tmp_path):
