@@ -29,7 +29,11 @@ PY := $(BIN)/python
 
 .PHONY: test book book-clean book-fast screenshots grade lab clean env
 
+# The package's bytecode is written once first: the tests start over a hundred Python processes
+# (lesson kernels, graders' sandboxes, commands), and where PYTHONDONTWRITEBYTECODE is set each of
+# them would compile course/ again (about 0.3 s each).
 test: $(VENV)/.installed-test
+	@$(PY) -m compileall -q course >/dev/null
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # The book caches each lesson's executed outputs (jupyter-cache, keyed on its code cells), so a

@@ -95,7 +95,7 @@ def sampling_table(tiny, n, steps, dev, rows):
             rows.append((f"sampling {label}", f"{n} images, {steps} steps, {how}", f"{n / t:.1f} img/s", "-"))
 
 
-def generation(n, batch, dev, tiny_ok, rows, full_random):
+def generation(n, batch, dev, tiny_ok, rows, full_random, steps=None):
     checkpoints = os.environ.get("COURSE_CHECKPOINTS")
     real = presets.available("edm2-s-autoguidance-fid", checkpoints)
     if not real and full_random:
@@ -110,13 +110,14 @@ def generation(n, batch, dev, tiny_ok, rows, full_random):
         t = time.perf_counter()
         try:
             result = generate.generate("edm2-s-autoguidance-fid", out, n=n, batch=batch, device=dev, tiny=not real,
-                                       checkpoints=checkpoints, autocast=dev.startswith("cuda"), progress=False)
+                                       checkpoints=checkpoints, autocast=dev.startswith("cuda"), steps=steps, progress=False)
         finally:
             if not real and full_random:
                 presets.build = build
         seconds = time.perf_counter() - t
+    steps = steps or presets.PRESETS["edm2-s-autoguidance-fid"]["sampler"]["steps"]
     what = "released checkpoints" if real else ("full-size random weights" if full_random else "tiny random networks")
-    rows.append(("generate edm2-s-autoguidance-fid", f"{result['n']} images, batch {batch}, bf16={dev.startswith('cuda')}, {what}",
+    rows.append(("generate edm2-s-autoguidance-fid", f"{result['n']} images, {steps} steps, batch {batch}, bf16={dev.startswith('cuda')}, {what}",
                  f"{seconds:.0f} s ({result['n'] / seconds:.1f} img/s)", "-"))
 
 
@@ -134,7 +135,8 @@ def main(argv=None):
     forward_table(QUICK if args.quick else FULL, 2 if args.quick else 64, dev, rows)
     sampling_table(tiny=args.quick or not all(presets.available(p) for p in ("edm2-s-autoguidance-fid", "edm2-s-pag", "adm-icg")),
                    n=2 if args.quick else 64, steps=3 if args.quick else 32, dev=dev, rows=rows)
-    generation(2 if args.quick else 1000, 2 if args.quick else 250, dev, True, rows, full_random=not args.quick)
+    generation(2 if args.quick else 1000, 2 if args.quick else 250, dev, True, rows, full_random=not args.quick,
+               steps=3 if args.quick else None)  # None: the preset's own
     widths = [max(len(r[i]) for r in rows + [("what", "setting", "speed", "peak memory")]) for i in range(4)]
     print(f"\nImageNet-64 GPU check on {gpu}, torch {torch.__version__} ({time.perf_counter() - t0:.0f} s in all)")
     for r in [("what", "setting", "speed", "peak memory")] + rows:

@@ -45,6 +45,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "grader: runs the grader (these share one xdist worker, one after another)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads xdist_group to group the tests
 def pytest_collection_modifyitems(items):
     """Tests that run the grader run one after another on one worker: the grader's Guard restores any
     course file that changes while it grades, and two of these tests have a learner rewrite a check

@@ -76,3 +76,15 @@ def test_committed_learning_curve_matches_the_committed_main_model():
     stopped_early = steps[-1] < curve["stopping"]["max_steps"]
     assert not stopped_early or steps[-1] - curve["best_step"] == patience * curve["stopping"]["every"]
     assert "python -m course.digits" in curve["command"]
+
+
+@pytest.mark.parametrize("name", sorted(digits.SPECS))
+def test_train_one_trains_each_kind_of_model(name):
+    """What `python -m course.digits data` runs, for a few steps: each model's recipe builds, trains
+    and returns a network of the committed checkpoint's shapes, in eval mode."""
+    torch.manual_seed(0)
+    model = digits.train_one(name, steps=3, progress=False)
+    committed = digits.load_model(name)
+    assert not model.training
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in committed.state_dict().items()}
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())

@@ -13,6 +13,14 @@ pytestmark = pytest.mark.grader  # see conftest: grader tests share one worker
 IDS = [f"{e.lesson}.{e.name}" for e in EXERCISES]
 
 
+def test_grader_tests_share_one_worker(request):
+    """Under make test (pytest-xdist, --dist loadgroup) xdist has put this test in the grader group.
+    xdist marks a group by renaming the test; where that rename is lost (pytest 9.2 with xdist 3.8,
+    pytest-dev/pytest-xdist#1386) the groups are silently ignored and the grader tests run side by side."""
+    if hasattr(request.config, "workerinput") and request.config.getvalue("loadgroup"):
+        assert request.node.nodeid.endswith("@grader"), f"{request.node.nodeid} is not in xdist's grader group"
+
+
 # Every grader failing on its stub and passing on its solution is tested once, through the
 # command a grader runs (test_grade_command_on_*, below): each exercise's row and message.
 
