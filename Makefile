@@ -97,15 +97,25 @@ lab: $(VENV)/.installed-lessons
 
 env: $(VENV)/.installed-test $(VENV)/.installed-book $(VENV)/.installed-lessons
 
-# The environment: torch first (pinned), then the project with the extra a target needs.
+# The environment: torch first (pinned, by pip), then the project with the extra a target needs.
+# The project's own dependencies go in through uv where it installs (its parallel downloads: about
+# 12 s instead of pip's 29 for the test extra, measured on 2 cores), else through pip; uv sees
+# torch already installed and leaves it alone.
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed; run make PYTHON=python3.11 (or another 3.10+ interpreter)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(PIP_ARGS) "$(TORCH)"
+	@$(PY) -m pip install --quiet uv || echo "uv could not be installed: pip installs the rest (slower)"
 
 $(VENV)/.installed-%: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet $(PIP_ARGS) -e ".[$*]"
+	@if $(PY) -m uv --version >/dev/null 2>&1; then \
+		echo "$(PY) -m uv pip install --compile-bytecode -e \".[$*]\""; \
+		$(PY) -m uv pip install --quiet --python $(PY) --compile-bytecode $(PIP_ARGS) -e ".[$*]"; \
+	else \
+		echo "$(PY) -m pip install -e \".[$*]\""; \
+		$(PY) -m pip install --quiet $(PIP_ARGS) -e ".[$*]"; \
+	fi
 	@touch $@
 
 clean:
