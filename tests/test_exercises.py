@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
+from conftest import run_main
 from course import exercises
+from course import grade as grade_cmd
 from course.exercises import EXERCISES, grading
 
 pytestmark = pytest.mark.grader  # see conftest: grader tests share one worker
@@ -135,6 +137,7 @@ def test_pick_falls_back_to_the_reference_until_written(tmp_path, capsys):
 
 
 def run_grade(*args):
+    """The grade command as a real process (the solutions' test: the command as a grader runs it)."""
     return subprocess.run([sys.executable, "-m", "course.grade", *args], capture_output=True, text=True, timeout=600)
 
 
@@ -147,7 +150,7 @@ def rows_of(out):
 
 
 def test_grade_command_on_stubs_reports_every_exercise_failed():
-    out = run_grade("--stubs")
+    out = run_main(grade_cmd.main, "--stubs")  # in this process: the solutions' test below runs the real one
     assert out.returncode == 1, out.stdout + out.stderr
     rows = rows_of(out)
     assert sorted(rows) == sorted(IDS), f"exercises without a row: {sorted(set(IDS) - set(rows))}"
@@ -168,5 +171,5 @@ def test_grade_command_on_solutions_reports_every_exercise_passed():
 
 
 def test_grade_command_rejects_an_unknown_lesson():
-    out = run_grade("--lesson", "lesson99", "--solutions")
+    out = run_main(grade_cmd.main, "--lesson", "lesson99", "--solutions")
     assert out.returncode == 2 and "unknown lesson" in out.stderr

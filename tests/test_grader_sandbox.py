@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import run_main
 from course import grade as grade_cmd
 from course.exercises import EXERCISES, grading, isolation, solution_path
 
@@ -22,6 +23,8 @@ WRONG03 = "def cfg(D_u, D_c, w):\n    return D_c\n"
 
 
 def grade(*args, cwd=None, timeout=600):
+    """The grade command as a real process: for what depends on the grader's own process (its import
+    path, its working folder, signals sent to it)."""
     return subprocess.run([sys.executable, "-m", "course.grade", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
@@ -169,7 +172,7 @@ def test_csv_names_are_escaped_and_never_formulas(tmp_path):
         with open(os.path.join(os.fsencode(subs), name, b"lesson03.py"), "w") as f:
             f.write(WRONG03)
     args = ["--many", str(subs), "--lesson", "lesson03", "--csv", str(tmp_path / "s.csv")]
-    out = grade(*args, *([] if SANDBOX else ["--isolation", "process"]))
+    out = run_main(grade_cmd.main, *args, *([] if SANDBOX else ["--isolation", "process"]))
     assert out.returncode == 0, out.stderr
     rows = (tmp_path / "s.csv").read_text(encoding="utf-8").splitlines()
     assert sorted(r.split(",")[0] for r in rows[1:]) == ["'=SUM(1+1)", "l\\xe9arner"], rows
@@ -177,7 +180,7 @@ def test_csv_names_are_escaped_and_never_formulas(tmp_path):
 
 @pytest.mark.parametrize("bad", ["inf", "nan", "-1", "0", "1e9", "soon"])
 def test_timeout_is_validated(bad):
-    out = grade("--solutions", "--lesson", "lesson00", "--timeout", bad, timeout=120)
+    out = run_main(grade_cmd.main, "--solutions", "--lesson", "lesson00", "--timeout", bad)
     assert out.returncode == 2 and "--timeout must be" in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 

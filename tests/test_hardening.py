@@ -276,15 +276,19 @@ def cfg(D_u, D_c, w):
 
 
 @pytest.mark.grader
-def test_grade_command_finds_the_folder_and_shows_expected_vs_got(tmp_path):
+def test_grade_command_finds_the_folder_and_shows_expected_vs_got(tmp_path, monkeypatch):
+    from course import grade
+
     folder = tmp_path / "notebooks" / "exercises"
     folder.mkdir(parents=True)
     (folder / "lesson03.py").write_text("def cfg(D_u, D_c, w):\n    return D_c\n")
-    out = subprocess.run([sys.executable, "-m", "course.grade", "--lesson", "lesson03"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    monkeypatch.chdir(tmp_path)
+    out = run_main(grade.main, "--lesson", "lesson03")
     assert "grading the files in notebooks/exercises" in out.stdout, out.stdout + out.stderr
     assert "expected" in out.stdout and "got" in out.stdout, out.stdout
     (tmp_path / "empty").mkdir()
-    nowhere = subprocess.run([sys.executable, "-m", "course.grade"], cwd=tmp_path / "empty", capture_output=True, text=True, timeout=120)
+    monkeypatch.chdir(tmp_path / "empty")
+    nowhere = run_main(grade.main)
     assert nowhere.returncode == 2 and "looked for notebooks/exercises and exercises" in nowhere.stderr
 
 
@@ -293,11 +297,11 @@ def test_grade_many_learners_into_one_csv(tmp_path):
     for learner, source in (("ada", solution_path("lesson03").read_text()), ("bob", "def cfg(D_u, D_c, w):\n    return D_c\n")):
         (tmp_path / "subs" / learner).mkdir(parents=True)
         (tmp_path / "subs" / learner / "lesson03.py").write_text(source)
+    from course import grade
     from course.exercises import EXERCISES, isolation
 
-    out = subprocess.run([sys.executable, "-m", "course.grade", "--many", str(tmp_path / "subs"), "--lesson", "lesson03",
-                          "--csv", str(tmp_path / "scores.csv"), *([] if isolation.bwrap() else ["--isolation", "process"])],
-                         capture_output=True, text=True, timeout=600)
+    out = run_main(grade.main, "--many", tmp_path / "subs", "--lesson", "lesson03", "--csv", tmp_path / "scores.csv",
+                   *([] if isolation.bwrap() else ["--isolation", "process"]))
     assert out.returncode == 0, out.stderr
     rows = (tmp_path / "scores.csv").read_text().splitlines()
     points = [e.points for e in EXERCISES if e.lesson == "lesson03"]
