@@ -259,3 +259,37 @@ def test_the_sandbox_sees_the_course_and_python_wherever_they_live(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(grading.PACKAGE.parent)})
     assert str(work) in out.stdout and (work / "ok").exists(), out.stdout + out.stderr
     assert "Read-only file system" in out.stderr and not (tmp_path / "outside").exists(), out.stderr
+
+
+@needs_bwrap
+def test_one_sandbox_serves_a_learners_lessons_each_from_a_clean_process(tmp_path, monkeypatch):
+    """In the sandbox one server per learner imports torch once and forks a child per lesson file:
+    what one lesson's file does to torch, or leaves running, does not reach the next lesson, and a
+    file that does not import does not stop the next ones."""
+    started = []
+    real_init = grading.Server.__init__
+
+    def counting(self, *args, **kwargs):
+        started.append(args[0])
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(grading.Server, "__init__", counting)
+    (tmp_path / "lesson00.py").write_text("def sample_mixture(:\n")  # a syntax error
+    (tmp_path / "lesson02.py").write_text(
+        "import subprocess, torch\n"
+        "torch.LEAKED = True  # a change to torch itself\n"
+        "stray = subprocess.Popen(['sleep', '300'], start_new_session=True)  # left running\n"
+        "open('stray.pid', 'w').write(str(stray.pid))\n")
+    (tmp_path / "lesson03.py").write_text(LESSON03.replace("def cfg(D_u, D_c, w):\n", '''def cfg(D_u, D_c, w):
+    import os, torch
+    if getattr(torch, "LEAKED", False):
+        raise RuntimeError("lesson 2's change to torch reached lesson 3")
+    if os.path.exists("/proc/" + open("stray.pid").read()):
+        raise RuntimeError("lesson 2's process outlived its lesson")
+''', 1))
+    results = grading.grade(tmp_path, ["lesson00", "lesson02", "lesson03"], guard=False, isolation_mode=isolation.SANDBOX)
+    by_name = {f"{r.exercise.lesson}.{r.exercise.name}": r for r in results}
+    assert "could not import" in by_name["lesson00.sample_mixture"].message and "SyntaxError" in by_name["lesson00.sample_mixture"].message
+    assert by_name["lesson03.cfg"].passed, by_name["lesson03.cfg"].message
+    assert all(r.passed for r in results if r.exercise.lesson == "lesson03"), [r.message for r in results]
+    assert len(started) == 1, f"{len(started)} sandboxes started for one learner's folder"

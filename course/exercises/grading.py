@@ -12,15 +12,17 @@ What the grader guarantees:
   :func:`limits`). One child serves the exercises of one lesson file
   (torch and the file are imported once); after the lesson's last exercise, and after any
   exercise that timed out or broke the child, its whole process group is killed, so processes it
-  spawned die with it. On Windows only the wall-clock limit applies.
+  spawned die with it. In the sandbox the children are forked from one :class:`Server` per
+  learner's folder, which imports torch once; a lesson's child still starts clean, and what it
+  started is killed when it ends. On Windows only the wall-clock limit applies.
 * The course's own files (checks, reference solutions, every module of the package) are read
   into memory before any learner code runs; after each exercise they are compared with that copy
   and restored if the learner's code changed, added or removed any of them, and that exercise
   fails. So one learner's code cannot change the next learner's score.
 
-* Isolation (:mod:`course.exercises.isolation`): where bubblewrap works (Linux), each child runs
-  in a sandbox - its own PID namespace (nothing it starts outlives the exercise, and it cannot
-  see or signal the grader), no network, the file system read-only except a private copy of the
+* Isolation (:mod:`course.exercises.isolation`): where bubblewrap works (Linux), each learner's
+  children run in a sandbox - its own PID namespace (nothing a lesson starts outlives that lesson,
+  and it cannot see or signal the grader), no network, the file system read-only except a private copy of the
   learner's files. Elsewhere, process isolation only: the learner's code runs with your account's
   permissions and a process that leaves its session can outlive the kill - fine for grading your
   own work, not code you did not write. :func:`grade` returns which was used.
@@ -74,17 +76,121 @@ _SIGNALS = {"SIGXCPU": "the CPU-time limit", "SIGKILL": "a kill (memory?)", "SIG
             "SIGSEGV": "a crash in native code", "SIGABRT": "an abort"}
 
 
+def _ended(code):
+    """What the exit status ``code`` of a check's process (negative: a signal) says to a learner."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the check's process was stopped by {name} ({_SIGNALS.get(name, 'a signal')})"
+    return f"the check's process ended early (exit status {code}): did your code call exit()?"
+
+
+class Server:
+    """One bubblewrap sandbox serving every lesson file in ``folder`` (``python -m
+    course.exercises.sandbox --serve``): torch imported once, a fresh child forked for each lesson
+    file (see :class:`Child`). Its private copy of the folder is made once."""
+
+    def __init__(self, folder, timeout):
+        self.proc = self.selector = None
+        self.output = tempfile.TemporaryFile()
+        self.workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
+        _, memory, fsize = limits(timeout)
+        python_path = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
+        try:
+            self.folder = isolation.private_copy(folder, self.workdir.name)
+            cmd = isolation.command([sys.executable, "-m", "course.exercises.sandbox", "--serve", str(memory), str(fsize)],
+                                    self.folder, as_pid_1=True)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
+                                         cwd=str(self.folder), env=env, start_new_session=True)
+            self.selector = selectors.DefaultSelector()
+            self.selector.register(self.proc.stdout, selectors.EVENT_READ)
+            self.buffer = b""
+            first = Child.read(_Reading(self, timeout))
+            if first.get("ready") is not True:
+                raise ChildFailed(str(first.get("fatal", "the grader's sandbox did not start properly")))
+        except BaseException:
+            self.kill()
+            raise
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """End the sandbox and everything in it (its PID namespace dies with its first process)."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.wait()
+        if self.selector is not None:
+            self.selector.close()
+        for stream in (getattr(self.proc, "stdin", None), getattr(self.proc, "stdout", None), self.output):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        self.proc = self.selector = None
+        if self.workdir is not None:
+            self.workdir.cleanup()
+            self.workdir = None
+
+
+class _Reading:
+    """What :meth:`Child.read` needs of a :class:`Server` while it starts: its channel and a deadline."""
+
+    def __init__(self, server, timeout):
+        self.proc, self.selector, self.timeout, self.server = server.proc, server.selector, timeout, None
+        self.deadline = time.monotonic() + timeout
+        self._server = server
+
+    @property
+    def buffer(self):
+        return self._server.buffer
+
+    @buffer.setter
+    def buffer(self, value):
+        self._server.buffer = value
+
+    def _died(self):
+        return "the grader's sandbox ended before it was ready"
+
+
 class Child:
     """A learner's lesson file in its own process, serving the functions ``names`` (a name or a
     list). ``begin(name)`` starts an exercise (its function, and a fresh wall-clock deadline);
     ``call(*args, **kwargs)`` runs that function there."""
 
-    def __init__(self, path, lesson, names, timeout, mode=isolation.PROCESS):
+    def __init__(self, path, lesson, names, timeout, mode=isolation.PROCESS, server=None):
         names = [names] if isinstance(names, str) else list(names)
         cpu, memory, fsize = limits(timeout, len(names))
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.name = names[0]
+        self.server = server
+        if server is not None:  # a child forked by the sandbox's server, from its copy of the folder
+            self.proc, self.selector, self.output, self.workdir = server.proc, server.selector, server.output, None
+            try:
+                self.send({"open": {"path": str(server.folder / Path(path).name), "lesson": lesson, "names": ",".join(names),
+                                    "cpu": cpu}})
+                first = self.read()
+                if "fatal" in first:  # the file did not import: the server lives on for the next lesson
+                    self._wait_ended()
+                    self._detach()
+                    raise ChildFailed(str(first["fatal"]))
+                if "ended" in first:
+                    raise ChildFailed(_ended(int(first["ended"])))
+                if first.get("ready") is not True:
+                    raise ChildFailed("the exercise's process did not start properly")
+            except BaseException:
+                if self.server is not None:
+                    self.close(broken=True)
+                raise
+            return
         self.output = tempfile.TemporaryFile()
         self.workdir = self.proc = self.selector = None
         path = Path(path).resolve()
@@ -114,20 +220,37 @@ class Child:
             self.close()  # a child that never became ready (slept at import, blocked on a FIFO) dies here
             raise
 
+    @property
+    def buffer(self):
+        return self.server.buffer if self.server is not None else self._buffer
+
+    @buffer.setter
+    def buffer(self, value):
+        if self.server is not None:
+            self.server.buffer = value
+        else:
+            self._buffer = value
+
+    def _detach(self):
+        """Forget the server (its child has ended): closing this child no longer touches it."""
+        self.server = self.proc = self.selector = self.output = None
+
+    def _wait_ended(self):
+        """Read the server's {"ended": status} after this lesson's child has gone (a few seconds at most)."""
+        self.deadline = time.monotonic() + 10
+        message = self.read()
+        if message.get("ended") != 0 or self.buffer:
+            raise ChildFailed("the exercise's process did not end cleanly")
+
     def begin(self, name):
         """Start the exercise whose function is ``name``: its own wall-clock limit from now."""
         self.name = name
         self.deadline = time.monotonic() + self.timeout
 
     def _died(self):
-        code = self.proc.wait(timeout=5)
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return f"the check's process was stopped by {name} ({_SIGNALS.get(name, 'a signal')})"
-        return f"the check's process ended early (exit status {code}): did your code call exit()?"
+        if self.server is not None:  # the server is alive (or its end says nothing about the lesson)
+            return "the check's process ended early"
+        return _ended(self.proc.wait(timeout=5))
 
     def read(self):
         """The next message, within the deadline."""
@@ -183,11 +306,26 @@ class Child:
                     raise Missing(str(message["missing"]))
                 if "fatal" in message:
                     raise ChildFailed(str(message["fatal"]))
+                if "ended" in message:  # from the server: the lesson's child died during the call
+                    raise ChildFailed(_ended(int(message["ended"])))
             except (WireError, KeyError, IndexError, TypeError, ValueError) as err:
                 raise ChildFailed(f"the exercise's process sent a malformed message ({type(err).__name__}: {err})") from None
             raise ChildFailed("the exercise's process sent a message the grader does not know")
 
-    def close(self):
+    def close(self, broken=False):
+        """End the child: after a clean lesson a server's child is closed and the server kept; a
+        broken one (timed out, died, sent garbage) takes its whole sandbox with it."""
+        if self.server is not None:
+            if not broken:
+                try:
+                    self.send({"close": True})
+                    self._wait_ended()
+                except ChildFailed:
+                    broken = True
+            if broken:
+                self.server.kill()
+            self._detach()
+            return
         if self.proc is not None:
             try:
                 if os.name == "posix":
@@ -260,11 +398,21 @@ def check_timeout(timeout):
     return value
 
 
-def grade_lesson(exercises, path, timeout=60.0, guard=None, mode=isolation.PROCESS):
+def grade_lesson(exercises, path, timeout=60.0, guard=None, mode=isolation.PROCESS, servers=None):
     """Grade ``exercises`` (all of one lesson) with the learner's file at ``path``: each check runs
     here, the functions in one child process, started again after an exercise that broke it.
-    Returns a list of :class:`Result`, one per exercise."""
+    ``servers``: a dict folder -> :class:`Server` that :func:`grade` keeps across lessons (in the
+    sandbox only), to fork the children from. Returns a list of :class:`Result`, one per exercise."""
     timeout = check_timeout(timeout)
+
+    def start():
+        if servers is None or mode != isolation.SANDBOX:
+            return Child(path, exercises[0].lesson, [e.name for e in exercises], timeout, mode)
+        folder = Path(path).resolve().parent
+        if folder not in servers or not servers[folder].alive():
+            servers[folder] = Server(folder, timeout)
+        return Child(path, exercises[0].lesson, [e.name for e in exercises], timeout, mode, server=servers[folder])
+
     results, child, unloadable = [], None, None
     try:
         for exercise in exercises:
@@ -273,7 +421,7 @@ def grade_lesson(exercises, path, timeout=60.0, guard=None, mode=isolation.PROCE
                     if unloadable is not None:  # the file did not load (or hung loading): it would not now either
                         raise ChildFailed(unloadable)
                     try:
-                        child = Child(path, exercise.lesson, [e.name for e in exercises], timeout, mode)
+                        child = start()
                     except ChildFailed as err:
                         unloadable = str(err)
                         raise
@@ -289,7 +437,7 @@ def grade_lesson(exercises, path, timeout=60.0, guard=None, mode=isolation.PROCE
             except ChildFailed as err:  # dead, too slow or broken: the next exercise gets a fresh child
                 passed, message = False, str(err)
                 if child is not None:
-                    child.close()
+                    child.close(broken=True)
                     child = None
             except Exception as err:  # the check itself failed on what the learner returned (e.g. a wrong type)
                 passed, message = False, f"your function's result could not be checked: {type(err).__name__}: {err}"
@@ -322,15 +470,19 @@ def grade(folder=None, lessons=None, timeout=60.0, paths=None, guard=True, isola
     :data:`isolation.PROCESS` (see :func:`course.exercises.isolation.choose`)."""
     timeout = check_timeout(timeout)
     guard = Guard() if guard else None
-    results = []
+    results, servers = [], {}
     chosen = [ex for ex in EXERCISES if not lessons or ex.lesson in lessons]
-    for lesson in dict.fromkeys(ex.lesson for ex in chosen):  # lesson order, each once
-        mine = [ex for ex in chosen if ex.lesson == lesson]
-        path = Path(paths[lesson]) if paths else Path(folder) / f"{lesson}.py"
-        if not path.exists():
-            results += [Result(ex, False, f"{path} does not exist (open lesson {lesson[-2:]} once to create it)") for ex in mine]
-            continue
-        results += grade_lesson(mine, path, timeout, guard, isolation_mode)
+    try:
+        for lesson in dict.fromkeys(ex.lesson for ex in chosen):  # lesson order, each once
+            mine = [ex for ex in chosen if ex.lesson == lesson]
+            path = Path(paths[lesson]) if paths else Path(folder) / f"{lesson}.py"
+            if not path.exists():
+                results += [Result(ex, False, f"{path} does not exist (open lesson {lesson[-2:]} once to create it)") for ex in mine]
+                continue
+            results += grade_lesson(mine, path, timeout, guard, isolation_mode, servers)
+    finally:
+        for server in servers.values():
+            server.kill()
     return results
 
 

@@ -2,16 +2,17 @@
 process otherwise.
 
 bubblewrap (``bwrap``; Debian/Ubuntu package ``bubblewrap``, https://github.com/containers/bubblewrap)
-is the maintained tool that Flatpak uses to sandbox applications. Each exercise's child process
-runs inside one:
+is the maintained tool that Flatpak uses to sandbox applications. Each learner's files are graded
+inside one (the grader's server, :mod:`course.exercises.sandbox`, forks a child per lesson file):
 
-* a new PID namespace, whose first process dies with the grader (``--die-with-parent``): every
-  process the learner's code starts - forked, double-forked, ``setsid``-ed - dies with it, and the
-  grader's own process is not visible to it (no signals to the grader, no ``/proc/<pid>/fd``);
+* a new PID namespace, whose first process (the server) dies with the grader
+  (``--die-with-parent``) and cannot be signalled from inside: every process the learner's code
+  starts - forked, double-forked, ``setsid``-ed - is killed when its lesson ends, and the grader's
+  own process is not visible to it (no signals to the grader, no ``/proc/<pid>/fd``);
 * no network (a new network namespace, with only its own loopback), a new session (no terminal);
 * the whole file system read-only (the course, the system, every other learner's files) and one
-  writable folder: a private copy of this learner's files, thrown away after the exercise (also
-  its HOME and TMPDIR);
+  writable folder: a private copy of this learner's files, thrown away after the learner's
+  grading (also its HOME and TMPDIR);
 * the hard rlimits the child sets before it imports the learner's file (CPU time, memory, size of
   files written), which the learner's code cannot raise again.
 
@@ -83,9 +84,11 @@ def private_copy(folder, into, max_bytes=16 * 2**20):
     return into
 
 
-def command(cmd, workdir):
+def command(cmd, workdir, as_pid_1=False):
     """``cmd`` wrapped in a bubblewrap sandbox whose only writable folder is ``workdir`` (also its
-    working directory and HOME)."""
+    working directory and HOME). ``as_pid_1``: ``cmd`` is the PID namespace's first process (the
+    grader's server, :mod:`course.exercises.sandbox`): the kernel ignores signals sent to it from
+    inside the namespace (it installs no handlers), so the learner's code cannot stop or kill it."""
     workdir = str(Path(workdir).resolve())
     # No tmpfs over /tmp: the course or its Python may live there (a CI clone); temporary files go
     # to the private folder instead (TMPDIR).
@@ -94,4 +97,5 @@ def command(cmd, workdir):
             "--dev", "/dev", "--proc", "/proc",  # a minimal /dev; the new PID namespace's own /proc
             "--bind", workdir, workdir,          # the learner's private copy: the one writable folder
             "--chdir", workdir, "--setenv", "HOME", workdir, "--setenv", "TMPDIR", workdir,
+            *(["--as-pid-1"] if as_pid_1 else []),
             "--", *cmd]
