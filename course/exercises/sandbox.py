@@ -150,7 +150,7 @@ def main(argv):
         send({"ready": True})
         while True:
             message = receive()
-            if message.get("close") is True:
+            if isinstance(message, dict) and message.get("close") is True:
                 return
             try:
                 name = message["name"]
