@@ -87,180 +87,36 @@ def _ended(code):
     return f"the check's process ended early (exit status {code}): did your code call exit()?"
 
 
-class Server:
-    """One bubblewrap sandbox serving every lesson file in ``folder`` (``python -m
-    course.exercises.sandbox --serve``): torch imported once, a fresh child forked for each lesson
-    file (see :class:`Child`). Its private copy of the folder is made once."""
+def _environment():
+    """The child's environment: the course importable, one thread, no bytecode written."""
+    python_path = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
 
-    def __init__(self, folder, timeout):
-        self.proc = self.selector = None
+
+class Channel:
+    """A process the grader speaks to in JSON lines (:mod:`course.exercises.wire`) over its stdin
+    and stdout, in its own process group; its stderr (the learner's prints) goes to a file here.
+    ``workdir``: a temporary folder removed with the process."""
+
+    def __init__(self, cmd, cwd, workdir=None):
         self.output = tempfile.TemporaryFile()
-        self.workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
-        _, memory, fsize = limits(timeout)
-        python_path = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
-        try:
-            self.folder = isolation.private_copy(folder, self.workdir.name)
-            cmd = isolation.command([sys.executable, "-m", "course.exercises.sandbox", "--serve", str(memory), str(fsize)],
-                                    self.folder, as_pid_1=True)
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
-                                         cwd=str(self.folder), env=env, start_new_session=True)
-            self.selector = selectors.DefaultSelector()
-            self.selector.register(self.proc.stdout, selectors.EVENT_READ)
-            self.buffer = b""
-            first = Child.read(_Reading(self, timeout))
-            if first.get("ready") is not True:
-                raise ChildFailed(str(first.get("fatal", "the grader's sandbox did not start properly")))
-        except BaseException:
-            self.kill()
-            raise
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        """End the sandbox and everything in it (its PID namespace dies with its first process)."""
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
-        if self.selector is not None:
-            self.selector.close()
-        for stream in (getattr(self.proc, "stdin", None), getattr(self.proc, "stdout", None), self.output):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        self.proc = self.selector = None
-        if self.workdir is not None:
-            self.workdir.cleanup()
-            self.workdir = None
-
-
-class _Reading:
-    """What :meth:`Child.read` needs of a :class:`Server` while it starts: its channel and a deadline."""
-
-    def __init__(self, server, timeout):
-        self.proc, self.selector, self.timeout, self.server = server.proc, server.selector, timeout, None
-        self.deadline = time.monotonic() + timeout
-        self._server = server
-
-    @property
-    def buffer(self):
-        return self._server.buffer
-
-    @buffer.setter
-    def buffer(self, value):
-        self._server.buffer = value
-
-    def _died(self):
-        return "the grader's sandbox ended before it was ready"
-
-
-class Child:
-    """A learner's lesson file in its own process, serving the functions ``names`` (a name or a
-    list). ``begin(name)`` starts an exercise (its function, and a fresh wall-clock deadline);
-    ``call(*args, **kwargs)`` runs that function there."""
-
-    def __init__(self, path, lesson, names, timeout, mode=isolation.PROCESS, server=None):
-        names = [names] if isinstance(names, str) else list(names)
-        cpu, memory, fsize = limits(timeout, len(names))
-        self.deadline = time.monotonic() + timeout
-        self.timeout = timeout
-        self.name = names[0]
-        self.server = server
-        if server is not None:  # a child forked by the sandbox's server, from its copy of the folder
-            self.proc, self.selector, self.output, self.workdir = server.proc, server.selector, server.output, None
-            try:
-                self.send({"open": {"path": str(server.folder / Path(path).name), "lesson": lesson, "names": ",".join(names),
-                                    "cpu": cpu}})
-                first = self.read()
-                if "fatal" in first:  # the file did not import: the server lives on for the next lesson
-                    self._wait_ended()
-                    self._detach()
-                    raise ChildFailed(str(first["fatal"]))
-                if "ended" in first:
-                    raise ChildFailed(_ended(int(first["ended"])))
-                if first.get("ready") is not True:
-                    raise ChildFailed("the exercise's process did not start properly")
-            except BaseException:
-                if self.server is not None:
-                    self.close(broken=True)
-                raise
-            return
-        self.output = tempfile.TemporaryFile()
-        self.workdir = self.proc = self.selector = None
-        path = Path(path).resolve()
-        python_path = os.pathsep.join(filter(None, [str(PACKAGE.parent), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": python_path}
-        cwd = path.parent
-        if mode == isolation.SANDBOX:  # the learner's files, copied into a private folder: its only writable place
-            self.workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
-            cwd = isolation.private_copy(path.parent, self.workdir.name)
-            path = cwd / path.name
-        cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, ",".join(names), str(cpu), str(memory), str(fsize)]
-        if mode == isolation.SANDBOX:
-            cmd = isolation.command(cmd, cwd)
+        self.workdir, self.buffer, self.selector = workdir, b"", None
         kwargs = dict(start_new_session=True) if os.name == "posix" else dict(creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0))
-        try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
-                                         cwd=str(cwd), env=env, **kwargs)
-            self.selector = selectors.DefaultSelector()
-            self.selector.register(self.proc.stdout, selectors.EVENT_READ)
-            self.buffer = b""
-            first = self.read()
-            if "fatal" in first:
-                raise ChildFailed(str(first["fatal"]))
-            if first.get("ready") is not True:
-                raise ChildFailed("the exercise's process did not start properly")
-        except BaseException:
-            self.close()  # a child that never became ready (slept at import, blocked on a FIFO) dies here
-            raise
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output,
+                                     cwd=str(cwd), env=_environment(), **kwargs)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
 
-    @property
-    def buffer(self):
-        return self.server.buffer if self.server is not None else self._buffer
-
-    @buffer.setter
-    def buffer(self, value):
-        if self.server is not None:
-            self.server.buffer = value
-        else:
-            self._buffer = value
-
-    def _detach(self):
-        """Forget the server (its child has ended): closing this child no longer touches it."""
-        self.server = self.proc = self.selector = self.output = None
-
-    def _wait_ended(self):
-        """Read the server's {"ended": status} after this lesson's child has gone (a few seconds at most)."""
-        self.deadline = time.monotonic() + 10
-        message = self.read()
-        if message.get("ended") != 0 or self.buffer:
-            raise ChildFailed("the exercise's process did not end cleanly")
-
-    def begin(self, name):
-        """Start the exercise whose function is ``name``: its own wall-clock limit from now."""
-        self.name = name
-        self.deadline = time.monotonic() + self.timeout
-
-    def _died(self):
-        if self.server is not None:  # the server is alive (or its end says nothing about the lesson)
-            return "the check's process ended early"
-        return _ended(self.proc.wait(timeout=5))
-
-    def read(self):
-        """The next message, within the deadline."""
+    def read(self, deadline, timeout, died):
+        """The next message, before ``deadline`` (time.monotonic()); ``died()`` says why the
+        channel closed early."""
         while b"\n" not in self.buffer:
-            left = self.deadline - time.monotonic()
+            left = deadline - time.monotonic()
             if left <= 0 or not self.selector.select(left):
-                raise ChildFailed(f"no answer within {self.timeout:g} s: an infinite loop, or far too slow?")
+                raise ChildFailed(f"no answer within {timeout:g} s: an infinite loop, or far too slow?")
             chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
             if not chunk:
-                raise ChildFailed(self._died())
+                raise ChildFailed(died())
             self.buffer += chunk
             if len(self.buffer) > MAX_MESSAGE:
                 raise ChildFailed(f"your code sent more than {MAX_MESSAGE >> 20} MiB in one answer")
@@ -271,12 +127,150 @@ class Child:
             raise ChildFailed(f"the exercise's process sent a malformed message ({err}); did your code write to "
                               "the grader's channel?") from None
 
-    def send(self, message):
+    def send(self, message, died):
         try:
             self.proc.stdin.write(dumps(message))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise ChildFailed(self._died()) from None
+            raise ChildFailed(died()) from None
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        """Kill the process's whole group (in a sandbox: its PID namespace dies with it) and clean up."""
+        try:
+            if os.name == "posix":
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            else:
+                self.proc.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self.selector.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self.output):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.workdir is not None:
+            self.workdir.cleanup()
+            self.workdir = None
+
+
+def _start(cmd, cwd, workdir, timeout):
+    """A :class:`Channel` to ``cmd`` once it has said {"ready": true} within ``timeout`` seconds;
+    else it is killed and :class:`ChildFailed` says why."""
+    channel = None
+    try:
+        channel = Channel(cmd, cwd, workdir)
+        first = channel.read(time.monotonic() + timeout, timeout, lambda: _ended(channel.proc.wait(timeout=5)))
+        if "fatal" in first:
+            raise ChildFailed(str(first["fatal"]))
+        if first.get("ready") is not True:
+            raise ChildFailed("the exercise's process did not start properly")
+        return channel
+    except BaseException:
+        if channel is not None:
+            channel.kill()  # a child that never became ready (slept at import, blocked on a FIFO) dies here
+        elif workdir is not None:
+            workdir.cleanup()
+        raise
+
+
+class Server:
+    """One bubblewrap sandbox serving every lesson file in ``folder`` (``python -m
+    course.exercises.sandbox --serve``): torch imported once, a fresh child forked for each lesson
+    file (see :class:`Child`). Its private copy of the folder is made once."""
+
+    def __init__(self, folder, timeout):
+        workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
+        try:
+            self.folder = isolation.private_copy(folder, workdir.name)
+        except BaseException:
+            workdir.cleanup()
+            raise
+        _, memory, fsize = limits(timeout)
+        cmd = isolation.command([sys.executable, "-m", "course.exercises.sandbox", "--serve", str(memory), str(fsize)],
+                                self.folder, as_pid_1=True)
+        self.channel = _start(cmd, self.folder, workdir, timeout)
+
+    def alive(self):
+        return self.channel is not None and self.channel.alive()
+
+    def kill(self):
+        """End the sandbox and everything in it."""
+        if self.channel is not None:
+            self.channel.kill()
+            self.channel = None
+
+
+class Child:
+    """A learner's lesson file in its own process, serving the functions ``names`` (a name or a
+    list): a process of its own, or (``server``) one forked by the sandbox's :class:`Server`.
+    ``begin(name)`` starts an exercise (its function, and a fresh wall-clock deadline);
+    ``call(*args, **kwargs)`` runs that function there; ``close(broken)`` ends it."""
+
+    def __init__(self, path, lesson, names, timeout, mode=isolation.PROCESS, server=None):
+        names = [names] if isinstance(names, str) else list(names)
+        cpu, memory, fsize = limits(timeout, len(names))
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.name = names[0]
+        self.server = server
+        if server is None:
+            path, workdir = Path(path).resolve(), None
+            cwd = path.parent
+            if mode == isolation.SANDBOX:  # the learner's files, copied into a private folder: its only writable place
+                workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
+                cwd = isolation.private_copy(path.parent, workdir.name)
+                path = cwd / path.name
+            cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, ",".join(names), str(cpu), str(memory), str(fsize)]
+            if mode == isolation.SANDBOX:
+                cmd = isolation.command(cmd, cwd)
+            self.channel = _start(cmd, cwd, workdir, timeout)
+            return
+        # a child forked by the sandbox's server, from its copy of the folder
+        self.channel = server.channel
+        try:
+            self.send({"open": {"path": str(server.folder / Path(path).name), "lesson": lesson, "names": ",".join(names), "cpu": cpu}})
+            first = self.read()
+            if "fatal" in first:  # the file did not import: the server lives on for the next lesson
+                self._wait_ended()
+                self.channel = self.server = None
+                raise ChildFailed(str(first["fatal"]))
+            if "ended" in first:
+                raise ChildFailed(_ended(int(first["ended"])))
+            if first.get("ready") is not True:
+                raise ChildFailed("the exercise's process did not start properly")
+        except BaseException:
+            if self.server is not None:
+                self.close(broken=True)
+            raise
+
+    def _wait_ended(self):
+        """Read the server's {"ended": status} after this lesson's child has gone (a few seconds at most)."""
+        self.deadline = time.monotonic() + 10
+        message = self.read()
+        if message.get("ended") != 0 or self.channel.buffer:
+            raise ChildFailed("the exercise's process did not end cleanly")
+
+    def begin(self, name):
+        """Start the exercise whose function is ``name``: its own wall-clock limit from now."""
+        self.name = name
+        self.deadline = time.monotonic() + self.timeout
+
+    def _died(self):
+        if self.server is not None:  # the server's channel closed: its end says nothing about the lesson
+            return "the check's process ended early"
+        return _ended(self.channel.proc.wait(timeout=5))
+
+    def read(self):
+        """The next message, within the deadline."""
+        return self.channel.read(self.deadline, self.timeout, self._died)
+
+    def send(self, message):
+        self.channel.send(message, self._died)
 
     def call(self, *args, **kwargs):
         """Run the learner's function on these arguments in the child; return its result (decoded here)."""
@@ -313,9 +307,14 @@ class Child:
             raise ChildFailed("the exercise's process sent a message the grader does not know")
 
     def close(self, broken=False):
-        """End the child: after a clean lesson a server's child is closed and the server kept; a
-        broken one (timed out, died, sent garbage) takes its whole sandbox with it."""
-        if self.server is not None:
+        """End the child. Its own process is killed with its whole group (what it spawned dies with
+        it). A server's child is asked to end after a clean lesson and the server kept; a broken one
+        (timed out, died, sent garbage) takes the whole sandbox with it."""
+        if self.channel is None:
+            return
+        if self.server is None:
+            self.channel.kill()
+        else:
             if not broken:
                 try:
                     self.send({"close": True})
@@ -324,28 +323,7 @@ class Child:
                     broken = True
             if broken:
                 self.server.kill()
-            self._detach()
-            return
-        if self.proc is not None:
-            try:
-                if os.name == "posix":
-                    os.killpg(self.proc.pid, signal.SIGKILL)  # the whole group (in a sandbox: its PID namespace dies with it)
-                else:
-                    self.proc.kill()
-            except (ProcessLookupError, PermissionError):
-                pass
-            self.proc.wait()
-        if self.selector is not None:
-            self.selector.close()
-        for stream in (getattr(self.proc, "stdin", None), getattr(self.proc, "stdout", None), self.output):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
-        if self.workdir is not None:
-            self.workdir.cleanup()
-            self.workdir = None
+        self.channel = self.server = None
 
 
 class Guard:
