@@ -5,8 +5,6 @@ user now sees instead."""
 import json
 import os
 import pickle
-import subprocess
-import sys
 import time
 
 import pytest
