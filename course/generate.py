@@ -348,7 +348,7 @@ def _generate(group, preset, out, seeds, batch, w, checkpoints, tiny, device, au
     if fid_network:  # feature sums over each rank's share of the batches, summed over the ranks
         net = fid.load_feature_network(fid_network, device)
         reference = fid.load_reference(fid_ref)
-        D_feat, s1, s2, count = None, None, None, 0
+        s1, s2, count = None, None, 0
         for k, _ in batches[rank::world]:
             feats = fid.features_of(load_file(str(batch_path(out, k)))["images"].to(device), net)
             n_k, a, b = fid.feature_sums(feats, shift=reference[0])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course import checkpoints, samplers, schedules
-from course.imagenet import guided_diffusion, loading, presets
+from course.imagenet import loading, presets
 from course.imagenet.adm import ADMClassifier, ADMUNet
 from course.imagenet.edm2 import EDM2Denoiser
 from edm2_format import NEVER_RUN_SOURCE, write_edm2_pickle
