@@ -158,6 +158,17 @@ class Channel:
             self.workdir = None
 
 
+def _private_copy(folder):
+    """(a temporary folder, the copy of the learner's ``folder`` in it): the sandbox's only writable
+    place. The temporary folder is removed again if the copy fails."""
+    workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
+    try:
+        return workdir, isolation.private_copy(folder, workdir.name)
+    except BaseException:
+        workdir.cleanup()
+        raise
+
+
 def _start(cmd, cwd, workdir, timeout):
     """A :class:`Channel` to ``cmd`` once it has said {"ready": true} within ``timeout`` seconds;
     else it is killed and :class:`ChildFailed` says why."""
@@ -184,12 +195,7 @@ class Server:
     file (see :class:`Child`). Its private copy of the folder is made once."""
 
     def __init__(self, folder, timeout):
-        workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
-        try:
-            self.folder = isolation.private_copy(folder, workdir.name)
-        except BaseException:
-            workdir.cleanup()
-            raise
+        workdir, self.folder = _private_copy(folder)
         _, memory, fsize = limits(timeout)
         cmd = isolation.command([sys.executable, "-m", "course.exercises.sandbox", "--serve", str(memory), str(fsize)],
                                 self.folder, as_pid_1=True)
@@ -222,8 +228,7 @@ class Child:
             path, workdir = Path(path).resolve(), None
             cwd = path.parent
             if mode == isolation.SANDBOX:  # the learner's files, copied into a private folder: its only writable place
-                workdir = tempfile.TemporaryDirectory(prefix="course-grade-")
-                cwd = isolation.private_copy(path.parent, workdir.name)
+                workdir, cwd = _private_copy(path.parent)
                 path = cwd / path.name
             cmd = [sys.executable, "-m", "course.exercises.sandbox", str(path), lesson, ",".join(names), str(cpu), str(memory), str(fsize)]
             if mode == isolation.SANDBOX:

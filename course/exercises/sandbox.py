@@ -150,7 +150,7 @@ def main(argv):
         send({"ready": True})
         while True:
             message = receive()
-            if isinstance(message, dict) and message.get("close") is True:
+            if message.get("close") is True:  # loads() gives only JSON objects
                 return
             try:
                 name = message["name"]
